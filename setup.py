@@ -1,0 +1,36 @@
+"""Installs the `torch_sr` package, its shipped weights and the four command-line tools."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "torch_sr" / "__init__.py").read_text()).group(1)
+REQUIREMENTS = [
+    line.split("#")[0].strip()
+    for line in (HERE / "requirements.txt").read_text().splitlines()
+    if line.split("#")[0].strip()
+]
+
+setup(
+    name="torch_sr",
+    version=VERSION,
+    description="Super-resolution in PyTorch: ESRGAN/RRDBNet and friends, trained from JSON configs, "
+    "scored as the papers score them.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["torch_sr", "torch_sr.*"]),
+    package_data={"torch_sr": ["weights/*.pth", "weights/*.json", "weights/*.md", "config/*.json"]},
+    install_requires=REQUIREMENTS,
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"], "lpips": ["lpips>=0.1.4"]},
+    entry_points={
+        "console_scripts": [
+            "torch-sr-train=torch_sr.cli.train:main",
+            "torch-sr-test=torch_sr.cli.test:main",
+            "torch-sr-inference=torch_sr.cli.inference:main",
+            "torch-sr-net-interpolation=torch_sr.cli.net_interpolation:main",
+        ]
+    },
+)

@@ -1,0 +1,1 @@
+"""Generator and discriminator architectures; `registry` maps names to classes."""

@@ -1,0 +1,1 @@
+"""Reading and writing weights: safe loading, layout conversion, atomic saving."""

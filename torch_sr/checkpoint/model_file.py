@@ -1,0 +1,196 @@
+"""`load_model` / `save_model`: one entry point for every weights file a user may hold.
+
+Our own files store the architecture name and hyper-parameters beside the weights. Foreign files
+(bare or wrapped state dicts, any published RRDBNet layout, `.safetensors`) are unwrapped, renamed
+to our layout and described from their tensor shapes, so no hyper-parameters are ever needed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from torch_sr.archs.registry import GENERATORS, build_generator
+from torch_sr.checkpoint import rrdb_layouts
+from torch_sr.checkpoint.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
+from torch_sr.errors import CheckpointError
+
+FORMAT_KEY = "torch_sr_format"
+FORMAT_VERSION = 1
+# Keys under which other projects nest the weights, most preferred first (EMA weights are the
+# better model for inference, as in Real-ESRGAN).
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator", "netG", "model_state_dict")
+PREFIXES = ("module.", "_orig_mod.")
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class ModelFile:
+    """A generator's architecture, hyper-parameters and canonical weights, wherever they came from."""
+
+    arch: str
+    hparams: dict[str, Any]
+    state_dict: StateDict
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def build(self) -> nn.Module:
+        """Instantiate the architecture and load the weights, with readable errors on mismatch."""
+        try:
+            model = build_generator(self.arch, **self.hparams)
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{self.source}: cannot build {self.arch} with {self.hparams}: {e}") from None
+        load_state_dict_checked(model, self.state_dict, self.source)
+        return model
+
+
+def load_state_dict_checked(model: nn.Module, sd: StateDict, source: str = "state dict") -> None:
+    """`model.load_state_dict(sd)` that explains a mismatch in one sentence instead of a key dump."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd]
+    unexpected = [k for k in sd if k not in expected]
+    wrong = [k for k in expected if k in sd and sd[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(
+                f"{len(wrong)} tensor(s) have other shapes, e.g. {k!r}: file {tuple(sd[k].shape)}, "
+                f"model {tuple(expected[k].shape)}"
+            )
+        if missing:
+            parts.append(f"{len(missing)} tensor(s) the model needs are absent, e.g. {missing[0]!r}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensor(s) in the file are unknown to the model, e.g. {unexpected[0]!r}")
+        hp = getattr(model, "hparams", {})
+        raise CheckpointError(f"{source}: weights do not fit {type(model).__name__}({hp}): " + "; ".join(parts))
+    model.load_state_dict(sd)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def unwrap_state_dict(obj: Any, source: str = "file") -> StateDict:
+    """Find the tensors inside common wrappers and strip DataParallel/compile prefixes."""
+    for _ in range(4):
+        if _is_state_dict(obj):
+            break
+        if not isinstance(obj, dict):
+            raise CheckpointError(f"{source}: expected a dict of tensors, found {type(obj).__name__}")
+        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if key is None:
+            found = ", ".join(repr(k) for k in list(obj)[:8])
+            raise CheckpointError(
+                f"{source}: no weights found: top-level keys are {found}; expected a state dict of tensors, "
+                f"or one wrapped under one of {', '.join(WRAPPER_KEYS)}"
+            )
+        obj = obj[key]
+    else:
+        raise CheckpointError(f"{source}: weights nested too deeply to find")
+    sd = {}
+    for key, value in obj.items():
+        for prefix in PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        sd[key] = value
+    return sd
+
+
+def describe_state_dict(sd: StateDict, source: str = "file") -> ModelFile:
+    """Recognise a bare state dict's architecture and return it in canonical form."""
+    layout = rrdb_layouts.detect_layout(sd)
+    if layout is not None:
+        canonical = rrdb_layouts.to_canonical(sd, layout)
+        return ModelFile("rrdbnet", rrdb_layouts.infer_hparams(canonical), canonical, source=source)
+    sample = ", ".join(repr(k) for k in list(sd)[:5])
+    raise CheckpointError(
+        f"{source}: {len(sd)} tensors with keys like {sample} match no known architecture; expected a torch_sr "
+        "model file, or an RRDBNet (ESRGAN) state dict in the old ESRGAN (model.0...), ESRGAN "
+        "(conv_first, RRDB_trunk...) or BasicSR/Real-ESRGAN (conv_first, body...) layout"
+    )
+
+
+def _own_file(obj: dict[str, Any], source: str, prefer_ema: bool) -> ModelFile:
+    version = obj.get(FORMAT_KEY)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{source}: torch_sr file format {version!r} is newer than this library supports")
+    arch = obj.get("arch")
+    if arch not in GENERATORS:
+        raise CheckpointError(f"{source}: unknown architecture {arch!r}; known: {', '.join(sorted(GENERATORS))}")
+    sd = obj.get("state_dict_ema") if prefer_ema and obj.get("state_dict_ema") else obj.get("state_dict")
+    if not _is_state_dict(sd):
+        raise CheckpointError(f"{source}: torch_sr file without a 'state_dict' of tensors")
+    return ModelFile(arch, dict(obj.get("hparams") or {}), dict(sd), dict(obj.get("meta") or {}), source)
+
+
+def read_model_file(path: str | os.PathLike, prefer_ema: bool = True) -> ModelFile:
+    """Read any supported weights file into a canonical `ModelFile` (no model is built)."""
+    source = str(path)
+    obj, metadata = read_weights(path)
+    if FORMAT_KEY in metadata:  # our safetensors: description in the metadata
+        try:
+            described = {
+                FORMAT_KEY: int(metadata[FORMAT_KEY]),
+                "arch": metadata.get("arch"),
+                "hparams": json.loads(metadata.get("hparams", "{}")),
+                "meta": json.loads(metadata.get("meta", "{}")),
+                "state_dict": obj,
+            }
+        except ValueError as e:
+            raise CheckpointError(f"{source}: corrupt torch_sr metadata ({e})") from None
+        return _own_file(described, source, prefer_ema)
+    if isinstance(obj, dict) and FORMAT_KEY in obj:
+        return _own_file(obj, source, prefer_ema)
+    return describe_state_dict(unwrap_state_dict(obj, source), source)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", prefer_ema: bool = True) -> nn.Module:
+    """Load a generator from any supported file, in eval mode on `device`.
+
+    The returned module carries `.hparams`, `.scale` and `.meta` (what the file recorded about
+    its training, empty for foreign files).
+    """
+    mf = read_model_file(path, prefer_ema=prefer_ema)
+    model = mf.build()
+    model.meta = mf.meta
+    return model.to(device).eval()
+
+
+def model_payload(arch: str, hparams: dict[str, Any], state_dict: StateDict, meta: dict[str, Any] | None = None) -> dict:
+    """The dict our `.pth` model files hold: plain containers and tensors only (safe to load)."""
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        "arch": arch,
+        "hparams": hparams,
+        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+        "meta": meta or {},
+    }
+
+
+def save_model_file(mf: ModelFile, path: str | os.PathLike) -> Path:
+    """Atomically write a `ModelFile` as `.pth` or, by suffix, `.safetensors`."""
+    if Path(path).suffix.lower() == SAFETENSORS_SUFFIX:
+        metadata = {
+            FORMAT_KEY: str(FORMAT_VERSION),
+            "arch": mf.arch,
+            "hparams": json.dumps(mf.hparams),
+            "meta": json.dumps(mf.meta),
+        }
+        return save_safetensors(mf.state_dict, path, metadata)
+    return atomic_torch_save(model_payload(mf.arch, mf.hparams, mf.state_dict, mf.meta), path)
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
+    """Save a generator with its architecture description, so `load_model(path)` needs nothing else."""
+    model = getattr(model, "module", model)  # DataParallel / DDP wrappers
+    arch = getattr(model, "arch_name", None)
+    if arch not in GENERATORS:
+        raise CheckpointError(f"cannot save {type(model).__name__}: it is not a registered generator")
+    return save_model_file(ModelFile(arch, dict(model.hparams), model.state_dict(), dict(meta or {})), path)

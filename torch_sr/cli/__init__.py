@@ -1,0 +1,1 @@
+"""Command-line entry points; the root scripts and console commands call their `main`."""
