@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from torch_sr.cli.common import EXIT_ERROR, reports_errors, resolve_device
+from torch_sr.errors import CheckpointError, TorchSRError
+
+
+def test_user_errors_become_messages_and_exit_2(capsys):
+    @reports_errors
+    def main(argv=None):
+        raise CheckpointError("model.pth: not found")
+
+    assert main([]) == EXIT_ERROR
+    assert capsys.readouterr().err.strip() == "error: model.pth: not found"
+
+
+def test_programming_errors_still_raise():
+    @reports_errors
+    def main(argv=None):
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        main([])
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(TorchSRError, match="not a device name"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(TorchSRError, match="CUDA is not available"):
+            resolve_device("cuda")
