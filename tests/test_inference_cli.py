@@ -1,0 +1,179 @@
+"""inference.py: inputs, outputs, options, failures that do not stop the run, the default model."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reference_archs import randomize_
+from torch_sr.archs.rrdbnet import RRDBNet
+from torch_sr.checkpoint.model_file import save_model
+from torch_sr.cli import inference as cli
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from torch_sr.errors import TorchSRError
+from torch_sr.inference.image_io import read_image, write_image
+from torch_sr import weights
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """A tiny random x2 RRDBNet, its output rescaled to mid-grey +- 0.15 so that little is clamped."""
+    model = randomize_(RRDBNet(2, 3, 8, 4, 2), std=0.1).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(5)))
+        k = 0.15 / y.std()
+        model.conv_last.weight.mul_(k)
+        model.conv_last.bias.mul_(k).add_(0.5 - k * y.mean())
+    return save_model(model, tmp_path_factory.mktemp("models") / "tiny_x2.pth")
+
+
+def image(h=12, w=10, channels=3, dtype=np.uint8, seed=0) -> np.ndarray:
+    shape = (h, w) if channels == 1 else (h, w, channels)
+    return (np.random.default_rng(seed).random(shape) * np.iinfo(dtype).max).astype(dtype)
+
+
+def run(args) -> int:
+    return cli.main([str(a) for a in args])
+
+
+def test_outputs_go_next_to_inputs_with_sr_suffix_and_same_format(tmp_path, model_path, capsys):
+    write_image(tmp_path / "a.png", image())
+    write_image(tmp_path / "b.jpg", image(16, 16))
+    assert run(["-m", model_path, tmp_path / "a.png", tmp_path / "b.jpg"]) == EXIT_OK
+    assert read_image(tmp_path / "a_sr.png").array.shape == (24, 20, 3)
+    assert read_image(tmp_path / "b_sr.jpg").array.shape == (32, 32, 3)
+    assert "a.png -> " in capsys.readouterr().out
+
+
+def test_out_dir_folders_and_globs(tmp_path, model_path):
+    photos = tmp_path / "photos"
+    for name in ("x.png", "y.webp", "notes.txt"):
+        (photos / "sub").mkdir(parents=True, exist_ok=True)
+        if name.endswith(".txt"):
+            (photos / name).write_text("not an image")
+        else:
+            write_image(photos / name, image())
+    write_image(photos / "x_sr.png", image())  # an earlier output: skipped by folder scans
+    write_image(photos / "sub" / "z.bmp", image())
+    out = tmp_path / "out"
+    assert run(["-m", model_path, "-o", out, photos]) == EXIT_OK
+    assert sorted(p.name for p in out.iterdir()) == ["x_sr.png", "y_sr.webp"]
+    out2 = tmp_path / "out2"
+    assert run(["-m", model_path, "-o", out2, f"{photos}/**/*.bmp", f"{photos}/x*.png"]) == EXIT_OK
+    assert sorted(p.name for p in out2.iterdir()) == ["x_sr.png", "z_sr.bmp"]
+
+
+def test_format_bit_depth_grey_and_alpha_are_kept(tmp_path, model_path):
+    write_image(tmp_path / "deep.png", image(channels=3, dtype=np.uint16))
+    write_image(tmp_path / "grey.png", image(channels=1))
+    write_image(tmp_path / "rgba.png", image(channels=4))
+    write_image(tmp_path / "photo.png", image())
+    assert run(["-m", model_path, *(tmp_path / n for n in ("deep.png", "grey.png", "rgba.png"))]) == EXIT_OK
+    deep = read_image(tmp_path / "deep_sr.png").array
+    assert deep.dtype == np.uint16 and deep.shape == (24, 20, 3)
+    assert read_image(tmp_path / "grey_sr.png").array.shape == (24, 20)
+    assert read_image(tmp_path / "rgba_sr.png").array.shape == (24, 20, 4)
+    assert run(["-m", model_path, "--format", "jpg", tmp_path / "photo.png"]) == EXIT_OK
+    assert read_image(tmp_path / "photo_sr.jpg").array.shape == (24, 20, 3)
+
+
+def test_a_bad_file_is_reported_and_the_others_are_done(tmp_path, model_path, capsys):
+    write_image(tmp_path / "good.png", image())
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code = run(["-m", model_path, tmp_path / "broken.png", tmp_path / "good.png", tmp_path / "gone.png"])
+    assert code == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert "broken.png: not a readable image" in err and "gone.png: no such file" in err
+    assert "1 upscaled, 2 failed" in err
+    assert (tmp_path / "good_sr.png").is_file() and not (tmp_path / "broken_sr.png").exists()
+    assert run(["-m", model_path, tmp_path / "broken.png"]) == EXIT_ERROR  # nothing succeeded
+
+
+def test_an_output_never_overwrites_an_input(tmp_path, model_path, capsys):
+    write_image(tmp_path / "a.png", image())
+    before = (tmp_path / "a.png").read_bytes()
+    assert run(["-m", model_path, "--suffix", "", tmp_path / "a.png"]) == EXIT_ERROR
+    assert "would overwrite an input" in capsys.readouterr().err
+    assert (tmp_path / "a.png").read_bytes() == before
+    # a.png -> a_sr.png, which is itself one of the inputs: refused; a_sr.png -> a_sr_sr.png is fine.
+    write_image(tmp_path / "a_sr.png", image(5, 5))
+    before_sr = (tmp_path / "a_sr.png").read_bytes()
+    assert run(["-m", model_path, tmp_path / "a.png", tmp_path / "a_sr.png"]) == EXIT_PARTIAL
+    assert (tmp_path / "a_sr.png").read_bytes() == before_sr and (tmp_path / "a_sr_sr.png").is_file()
+    # Two inputs with one output name: the second is refused rather than overwriting the first result.
+    write_image(tmp_path / "b.png", image())
+    write_image(tmp_path / "b.jpg", image())
+    assert run(["-m", model_path, "--format", "png", tmp_path / "b.png", tmp_path / "b.jpg"]) == EXIT_PARTIAL
+    assert "already the output of" in capsys.readouterr().err
+
+
+def test_scale_check_and_missing_default_model(tmp_path, model_path, capsys):
+    write_image(tmp_path / "a.png", image())
+    assert run(["-m", model_path, "--scale", "4", tmp_path / "a.png"]) == EXIT_ERROR
+    assert "upscales x2, not x4" in capsys.readouterr().err
+    assert run(["-m", model_path, "--scale", "2", tmp_path / "a.png"]) == EXIT_OK
+    assert run([tmp_path / "a.png"]) == EXIT_ERROR
+    assert "pass a model with -m MODEL" in capsys.readouterr().err
+    assert run(["-m", tmp_path / "nope.pth", tmp_path / "a.png"]) == EXIT_ERROR
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_default_model_path(tmp_path, monkeypatch):
+    with pytest.raises(TorchSRError, match="no default model for x3 .*-m MODEL"):
+        weights.default_model_path(3)
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(TorchSRError, match="default x4 model .* is not installed.*-m MODEL"):
+        weights.default_model_path(4)
+    (tmp_path / weights.MODELS[weights.DEFAULTS[4]]).write_bytes(b"weights")
+    assert weights.default_model_path() == tmp_path / "esrgan_x4.pth"
+
+
+def test_tiling_precision_and_tta_options(tmp_path, model_path, capsys):
+    write_image(tmp_path / "a.png", image(32, 32))
+    assert run(["-m", model_path, "--suffix", "_whole", tmp_path / "a.png"]) == EXIT_OK
+    whole = read_image(tmp_path / "a_whole.png").array.astype(int)
+    assert run(["-m", model_path, "--tile", "24", "--tile-overlap", "6", "--suffix", "_t", tmp_path / "a.png"]) == 0
+    assert run(["-m", model_path, "--tile", "24", "--tile-overlap", "0", "--suffix", "_c", tmp_path / "a.png"]) == 0
+    blended, cropped = (np.abs(read_image(tmp_path / f"a_{s}.png").array - whole).mean() for s in ("t", "c"))
+    assert 0 < blended < cropped / 5  # the options reached the tiler: tiles, blended or cut
+    write_image(tmp_path / "b.png", image(8, 8))
+    assert run(["-m", model_path, "--suffix", "_whole", tmp_path / "b.png"]) == 0
+    assert run(["-m", model_path, "--tta", "--fp16", "--device", "cpu", "--suffix", "_tta", tmp_path / "b.png"]) == 0
+    assert "warning: fp16 needs a GPU; running in float32 on the CPU" in capsys.readouterr().err
+    tta, plain = (read_image(tmp_path / f"b_{s}.png").array.astype(int) for s in ("tta", "whole"))
+    assert np.abs(tta - plain).max() > 3
+    assert run(["-m", model_path, "--tile", "0", tmp_path / "a.png"]) == EXIT_ERROR
+    with pytest.raises(SystemExit):
+        run(["-m", model_path, "--fp16", "--bf16", tmp_path / "a.png"])
+
+
+def test_handlers_route_other_inputs(tmp_path, model_path, monkeypatch):
+    """Another kind of input (e.g. video) plugs in by suffix and shares the job's output rules."""
+    seen = []
+
+    def fake_video(src, job):
+        dst = job.output_for(src, ".mp4")
+        dst.write_text("upscaled")
+        seen.append((src.name, job.upscaler.scale))
+        return dst
+
+    monkeypatch.setitem(cli.HANDLERS, ".mp4", fake_video)
+    (tmp_path / "clip.mp4").write_text("video")
+    write_image(tmp_path / "still.png", image())
+    assert run(["-m", model_path, tmp_path]) == EXIT_OK
+    assert seen == [("clip.mp4", 2)]
+    assert (tmp_path / "clip_sr.mp4").read_text() == "upscaled" and (tmp_path / "still_sr.png").is_file()
+
+
+def test_root_script_runs(tmp_path, model_path):
+    write_image(tmp_path / "a.png", image())
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "inference.py"), "-m", str(model_path), str(tmp_path / "a.png")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert read_image(tmp_path / "a_sr.png").array.shape == (24, 20, 3)

@@ -1,0 +1,183 @@
+"""`inference.py [-m MODEL] [-o OUT_DIR] inputs...`: upscale image files, folders and globs.
+
+Each input is routed by its suffix through `HANDLERS`; a handler for another kind of file (e.g.
+video) plugs in there and reuses the shared `Job` (the upscaler, output naming and the rule that
+no output overwrites an input). A file that fails is reported by name and the run goes on; the
+exit status is 1 when some inputs failed, 2 when all did.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch_sr.checkpoint.model_file import load_model
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, reports_errors, resolve_device
+from torch_sr.errors import TorchSRError
+from torch_sr.inference.image_io import read_image, write_image
+from torch_sr.inference.upscaler import DEFAULT_TILE_OVERLAP, Upscaler
+from torch_sr.weights import default_model_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+OUTPUT_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's options; handlers for other inputs add theirs to this parser."""
+    p = argparse.ArgumentParser(
+        prog="inference.py",
+        description="Upscale images with a super-resolution model. Inputs may be files, folders "
+        "(their images, not recursive) or glob patterns such as 'photos/**/*.jpg'.",
+    )
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("-m", "--model", help="model file (.pth/.safetensors, any ESRGAN layout; default: the shipped one)")
+    p.add_argument("-o", "--out-dir", type=Path, help="write results here (default: next to each input)")
+    p.add_argument("--suffix", default="_sr", help="added to each output's name (default: %(default)s)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: the input's)")
+    p.add_argument("--scale", type=int, help="refuse a model of another scale (and pick the default model for it)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--tile", type=int, help="tile side in input pixels (default: only when needed, sized to memory)")
+    p.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=DEFAULT_TILE_OVERLAP,
+        help="pixels shared by neighbouring tiles, blended (default: %(default)s, at most a quarter of the tile)",
+    )
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="half precision (GPU)")
+    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 (GPU)")
+    p.add_argument("--tta", action="store_true", help="x8 self-ensemble: 8 flips/transposes averaged (8x slower)")
+    p.set_defaults(precision="fp32")
+    return p
+
+
+@dataclass
+class Job:
+    """What every input handler shares: the upscaler and where outputs go."""
+
+    upscaler: Upscaler
+    out_dir: Path | None
+    suffix: str
+    format: str | None
+    inputs: frozenset[Path]  # resolved paths of all inputs, which are never overwritten
+    claimed: dict[Path, Path] = field(default_factory=dict)  # resolved output -> its input
+
+    def output_for(self, src: Path, suffix: str) -> Path:
+        """`<stem><suffix><ext>` next to `src` or in `out_dir`; refuses to overwrite an input or an earlier output."""
+        dst = (self.out_dir or src.parent) / f"{src.stem}{self.suffix}{suffix}"
+        key = dst.resolve()
+        if key in self.inputs:
+            raise TorchSRError(f"{src}: its output {dst} would overwrite an input; use -o OUT_DIR or another --suffix")
+        if key in self.claimed:
+            raise TorchSRError(f"{src}: its output {dst} is already the output of {self.claimed[key]}")
+        self.claimed[key] = src
+        return dst
+
+
+def upscale_image_file(src: Path, job: Job) -> Path:
+    """Read, upscale and write one image, keeping bit depth, channels and colour profile."""
+    image = read_image(src)
+    dst = job.output_for(src, f".{job.format}" if job.format else src.suffix)
+    write_image(dst, job.upscaler.upscale_array(image.array), image.icc_profile)
+    return dst
+
+
+# Input suffix -> handler. Folders are scanned for these suffixes; a file named explicitly with
+# another suffix is tried as an image.
+HANDLERS: dict[str, Callable[[Path, Job], Path]] = {suffix: upscale_image_file for suffix in IMAGE_SUFFIXES}
+
+
+def collect_inputs(patterns: Sequence[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
+    """Expand files, folders and globs into a de-duplicated list of files, plus error messages.
+
+    Folders and globs skip files whose name ends in `skip_suffix` (earlier outputs of this
+    command); files named explicitly are always kept.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+
+    def earlier_output(p: Path) -> bool:
+        return bool(skip_suffix) and p.stem.endswith(skip_suffix)
+
+    def scan(folder: Path) -> list[Path]:
+        handled = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in HANDLERS)
+        return sorted(p for p in handled if not earlier_output(p))
+
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = scan(path)
+            if not found:
+                errors.append(f"{path}: no images in this folder")
+        elif path.exists() or not any(ch in pattern for ch in "*?["):
+            found = [path]  # a missing file is reported when it is read
+        else:
+            matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
+            found = [f for m in matches for f in (scan(m) if m.is_dir() else [m]) if not earlier_output(f)]
+            if not found:
+                errors.append(f"{pattern}: no file matches")
+        files += found
+    unique = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    return list(unique.values()), errors
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@reports_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _print_warning
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Upscale every input named by parsed `args`; returns the exit status."""
+    from tqdm import tqdm
+
+    if args.tile is not None and args.tile < 1:
+        raise TorchSRError(f"--tile {args.tile}: must be a positive number of pixels")
+    if args.tile_overlap < 0:
+        raise TorchSRError(f"--tile-overlap {args.tile_overlap}: must be >= 0")
+    paths, errors = collect_inputs(args.inputs, args.suffix)
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    if not paths:
+        raise TorchSRError("nothing to upscale")
+    device = resolve_device(args.device)
+    model_path = args.model or default_model_path(args.scale or 4)
+    model = load_model(model_path, device=device)
+    if args.scale is not None and model.scale != args.scale:
+        raise TorchSRError(f"{model_path} upscales x{model.scale}, not x{args.scale} (--scale {args.scale})")
+    upscaler = Upscaler(
+        model,
+        device=device,
+        precision=args.precision,
+        tile=args.tile if args.tile is not None else "auto",
+        tile_overlap=args.tile_overlap,
+        tta=args.tta,
+        progress=True,
+    )
+    job = Job(upscaler, args.out_dir, args.suffix, args.format, frozenset(p.resolve() for p in paths))
+    done = 0
+    for src in tqdm(paths, unit="image", disable=len(paths) < 2 or None):
+        try:
+            dst = HANDLERS.get(src.suffix.lower(), upscale_image_file)(src, job)
+        except TorchSRError as e:
+            errors.append(str(e))
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            continue
+        done += 1
+        tqdm.write(f"{src} -> {dst}")
+    if errors:
+        print(f"{done} upscaled, {len(errors)} failed", file=sys.stderr)
+    return EXIT_OK if not errors else (EXIT_PARTIAL if done else EXIT_ERROR)

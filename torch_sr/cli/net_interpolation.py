@@ -1,0 +1,39 @@
+"""`net_interpolation.py --psnr-model-path A --esrgan-model-path B --alpha X OUT`: blend two models."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch_sr.checkpoint.model_file import read_model_file, save_model_file
+from torch_sr.cli.common import EXIT_OK, reports_errors
+from torch_sr.errors import ConfigError
+from torch_sr.interpolation import interpolate_models
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="net_interpolation.py",
+        description="Write theta = (1 - alpha) theta_PSNR + alpha theta_GAN for two models of the same "
+        "architecture (any accepted file layout).",
+    )
+    p.add_argument("--psnr-model-path", required=True, type=Path, help="model A (alpha = 0): the PSNR-oriented one")
+    p.add_argument("--esrgan-model-path", required=True, type=Path, help="model B (alpha = 1), e.g. the GAN one")
+    p.add_argument("--alpha", required=True, type=float, help="weight of model B, in [0, 1] (ESRGAN published 0.8)")
+    p.add_argument("out", type=Path, help="output model: .pth, or .safetensors by suffix")
+    return p
+
+
+@reports_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.alpha <= 1:  # also refuses nan
+        raise ConfigError(f"--alpha {args.alpha}: must be between 0 (PSNR model) and 1 (ESRGAN model)")
+    inputs = {args.psnr_model_path.resolve(), args.esrgan_model_path.resolve()}
+    if args.out.resolve() in inputs:
+        raise ConfigError(f"{args.out}: the output would overwrite an input model; choose another path")
+    a, b = read_model_file(args.psnr_model_path), read_model_file(args.esrgan_model_path)
+    mixed = interpolate_models(a, b, args.alpha)
+    save_model_file(mixed, args.out)
+    print(f"wrote {args.out} (alpha {args.alpha})")
+    return EXIT_OK

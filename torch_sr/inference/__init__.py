@@ -1,0 +1,1 @@
+"""Applying a trained generator to whole images: tiling, channel layouts, image files."""

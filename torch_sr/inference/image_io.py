@@ -1,0 +1,200 @@
+"""Reading and writing image files as numpy arrays, keeping bit depth, greyscale, alpha and ICC.
+
+Arrays are `HW` (grey) or `HWC` (grey+alpha, RGB, RGBA), `uint8` or `uint16`, with the EXIF
+orientation already applied. Pillow does the work, except for 16-bit PNGs with colour or alpha,
+which it reduces to 8 bits on reading and refuses on writing: `torch_sr.inference.png16` codes
+those.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from torch_sr.checkpoint.files import atomic_write
+from torch_sr.errors import TorchSRError
+from torch_sr.inference.png16 import decode_png16, encode_png16
+
+# Output suffix -> Pillow format name.
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+# Channel counts each format stores (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA); Pillow reads 32-bit
+# BMPs without their alpha, so BMP counts as opaque.
+_CHANNELS = {"PNG": {1, 2, 3, 4}, "TIFF": {1, 2, 3, 4}, "JPEG": {1, 3}, "WEBP": {3, 4}, "BMP": {1, 3}}
+_KEEPS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
+_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_ORIENTATION_TAG = 0x0112
+_READ_ERRORS = (
+    OSError, ValueError, SyntaxError, RuntimeError, EOFError, struct.error, zlib.error, Image.DecompressionBombError
+)
+
+
+class ImageFileError(TorchSRError):
+    """An image file cannot be read or written; the message names it."""
+
+
+@dataclass
+class ImageFile:
+    """Pixels of an image file and the colour profile to write back with them."""
+
+    array: np.ndarray
+    icc_profile: bytes | None = None
+
+
+def read_image(path: str | os.PathLike) -> ImageFile:
+    """Read any image Pillow knows (PNG, JPEG, WebP, BMP, TIFF, ...) as upright uint8/uint16 pixels."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder, not an image")
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile") or None
+            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            if im.format == "PNG" and _is_png16_colour(path):
+                array = decode_png16(path.read_bytes())
+            else:
+                array, icc = _pil_to_array(im, path, icc)
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: no such file") from None
+    except ImageFileError:
+        raise
+    except _READ_ERRORS as e:
+        raise ImageFileError(f"{path}: not a readable image ({e})") from None
+    return ImageFile(apply_orientation(array, orientation), icc)
+
+
+def _pil_to_array(im: Image.Image, path: Path, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
+    mode = im.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        pass
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+    elif mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16), icc
+    elif mode == "I":
+        values = np.asarray(im)
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageFileError(f"{path}: 32-bit integer pixels outside the 16-bit range are not supported")
+        return values.astype(np.uint16), icc
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
+        target = {"RGBa": "RGBA", "La": "LA"}.get(mode, "RGB")
+        if mode in ("CMYK", "LAB", "HSV"):
+            icc = None  # the profile describes the old colour space
+        im = im.convert(target)
+    else:
+        raise ImageFileError(f"{path}: unsupported pixel format {mode!r}; convert it to 8- or 16-bit RGB first")
+    if im.format == "TIFF" and max(_tiff_bits(im)) > 8:
+        warnings.warn(
+            f"{path}: 16-bit colour TIFF read as 8-bit (Pillow limitation); save it as 16-bit PNG to keep 16 bits"
+        )
+    return np.asarray(im).copy(), icc
+
+
+def _tiff_bits(im: Image.Image) -> tuple[int, ...]:
+    bits = getattr(im, "tag_v2", {}).get(258, (8,))
+    return tuple(bits) if isinstance(bits, tuple) else (int(bits),)
+
+
+def _is_png16_colour(path: Path) -> bool:
+    """16-bit PNG with colour or alpha, which Pillow would reduce to 8 bits (16-bit grey it keeps)."""
+    with open(path, "rb") as f:
+        header = f.read(26)
+    return len(header) == 26 and header[12:16] == b"IHDR" and header[24] == 16 and header[25] in (2, 4, 6)
+
+
+def apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn pixels stored with EXIF orientation 1-8 upright (as `PIL.ImageOps.exif_transpose`)."""
+    flips = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda a: np.rot90(a, 1),
+    }
+    turn = flips.get(orientation)
+    return np.ascontiguousarray(turn(array)) if turn else array
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """Pillow format name for an output path, from its suffix."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        known = ", ".join(s.lstrip(".") for s in FORMATS)
+        what = Path(path).suffix or "files without a suffix"
+        raise ImageFileError(f"{path}: cannot write {what}; use one of {known}")
+    return fmt
+
+
+def write_image(
+    path: str | os.PathLike, array: np.ndarray, icc_profile: bytes | None = None, quality: int = 95
+) -> Path:
+    """Write `array` atomically in the format named by the suffix, as close to it as the format allows.
+
+    16 bits are kept in PNG (any channels) and TIFF (grey); elsewhere they become 8 bits. Channels
+    the format lacks are added (grey -> RGB for WebP) or, for alpha in JPEG, flattened onto white;
+    each reduction is warned about. The ICC profile is kept where the format stores one.
+    """
+    path = Path(path)
+    fmt = image_format(path)
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim not in (2, 3) or not 1 <= channels <= 4:
+        raise ImageFileError(f"{path}: cannot write a {array.dtype} array of shape {array.shape}")
+    if array.dtype == np.uint16 and fmt == "PNG":
+        data = encode_png16(array, icc_profile)
+        return _write(path, lambda f: f.write(data))
+    if array.dtype == np.uint16 and not (fmt == "TIFF" and channels == 1):
+        warnings.warn(f"{path}: {fmt} cannot hold these 16-bit pixels; writing 8 bits (use .png to keep 16)")
+        array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if channels not in _CHANNELS[fmt]:
+        array = _fit_channels(array, fmt, path)
+        if (channels < 3) != (array.ndim == 2 or array.shape[2] < 3):
+            icc_profile = None  # a grey profile does not describe RGB pixels
+    im = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+    options: dict[str, object] = {}
+    if icc_profile and fmt in _KEEPS_ICC:
+        options["icc_profile"] = icc_profile
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    if fmt == "JPEG":
+        options["subsampling"] = 0  # 4:4:4 keeps the colour detail the model restored
+    return _write(path, lambda f: im.save(f, format=fmt, **options))
+
+
+def _fit_channels(array: np.ndarray, fmt: str, path: Path) -> np.ndarray:
+    """The nearest channel layout `fmt` stores: grey -> RGB, or alpha flattened onto white."""
+    allowed = _CHANNELS[fmt]
+    hwc = array[:, :, None] if array.ndim == 2 else array
+    c = hwc.shape[2]
+    colour, alpha = (hwc[:, :, :-1], hwc[:, :, -1:]) if c in (2, 4) else (hwc, None)
+    if alpha is not None and c not in allowed and c + 2 not in allowed:
+        warnings.warn(f"{path}: {fmt} has no alpha channel; flattening the image onto white")
+        a = alpha.astype(np.float32) / 255
+        colour, alpha = np.rint(colour * a + 255 * (1 - a)).astype(np.uint8), None
+    if colour.shape[2] == 1 and (1 if alpha is None else 2) not in allowed:
+        colour = np.repeat(colour, 3, axis=2)
+    out = colour if alpha is None else np.concatenate([colour, alpha], axis=2)
+    return out[:, :, 0] if out.shape[2] == 1 else out
+
+
+def _write(path: Path, write) -> Path:
+    try:
+        return atomic_write(path, write)
+    except OSError as e:
+        raise ImageFileError(f"{path}: cannot write ({e.strerror or e})") from None

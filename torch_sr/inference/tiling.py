@@ -1,0 +1,237 @@
+"""Seamless tiled upscaling: overlapping tiles blended with feathered weights, assembled on the CPU.
+
+Tiles overlap their neighbours; in each overlap the two predictions are mixed with linear ramps
+that sum to one, and a quarter of the overlap at each tile's own edge (where the model saw
+padding instead of context) gets no weight at all. Blending instead of cropping is what removes
+seams. Finished rows are written into an output tensor on the CPU in the output dtype (e.g.
+uint8), so only one band of tiles is ever held as float and only one batch of tiles lives on the
+accelerator: a 4000x3000 photo never needs its whole float output in GPU memory.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from torch_sr.errors import TorchSRError
+
+MEMINFO = Path("/proc/meminfo")
+MEMORY_FRACTION = {"cuda": 0.7, "cpu": 0.5}  # share of the free memory the model may use
+FALLBACK_MEMORY = 2 << 30  # when the free memory cannot be read at all
+MIN_AUTO_TILE = 64
+MAX_TILE_BATCH = 8
+ACTIVATION_SAFETY = 3  # peak memory / largest (inputs + output) of one layer, with headroom
+
+Span = tuple[int, int]
+
+
+def tile_spans(length: int, tile: int, overlap: int, align: int = 1) -> list[Span]:
+    """`(start, end)` of tiles covering `[0, length)`, each about `tile` long.
+
+    The axis is cut into equal cores at multiples of `align` (so models that fold pixels into
+    channels, `size_multiple`, see the same pixel grid as on the whole image), and every tile
+    reaches `overlap / 2` (rounded up to `align`) past its cuts: neighbours share `overlap` pixels
+    centred on each cut, and only neighbours overlap, which keeps the blending weights a partition
+    of unity.
+    """
+    if length <= tile:
+        return [(0, length)]
+    margin = math.ceil(overlap / 2 / align) * align
+    core = max(align, tile - 2 * margin)
+    n = 2 if length <= 2 * (tile - margin) else math.ceil(length / core)
+    cuts = sorted({round(k * length / n / align) * align for k in range(1, n)} - {0, length})
+    bounds = [0, *cuts, length]
+    return [(max(0, a - margin), min(length, b + margin)) for a, b in zip(bounds, bounds[1:])]
+
+
+def tile_grid(h: int, w: int, tile: int | None, overlap: int, align: int = 1) -> tuple[list[Span], list[Span]]:
+    """Row and column spans of the tiles; `tile=None` is one tile. The overlap is capped at tile / 4."""
+    if tile is None:
+        return [(0, h)], [(0, w)]
+    tile = max(align, tile // align * align)
+    overlap = max(0, min(overlap, tile // 4))
+    return tile_spans(h, tile, overlap, align), tile_spans(w, tile, overlap, align)
+
+
+def ramp_weights(spans: list[Span], k: int, scale: int) -> torch.Tensor:
+    """Blending weights of tile `k` along one axis, one per output pixel.
+
+    In the overlap `[a0, a1)` with a neighbour the weight ramps linearly over the middle half and is
+    0 (or 1) over the outer quarters, so neighbouring weights add up to exactly one everywhere.
+    Without overlap the tiles simply abut.
+    """
+    start, end = spans[k]
+    u = (torch.arange((end - start) * scale, dtype=torch.float64) + 0.5) / scale + start  # LR coordinate
+    w = torch.ones_like(u)
+    if k > 0 and spans[k - 1][1] > start:
+        a0, a1 = start, spans[k - 1][1]
+        lo, hi = a0 + (a1 - a0) / 4, a1 - (a1 - a0) / 4
+        w *= ((u - lo) / (hi - lo)).clamp(0, 1)
+    if k < len(spans) - 1 and end > spans[k + 1][0]:
+        a0, a1 = spans[k + 1][0], end
+        lo, hi = a0 + (a1 - a0) / 4, a1 - (a1 - a0) / 4
+        w *= ((hi - u) / (hi - lo)).clamp(0, 1)
+    return w.float()
+
+
+def quantize(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[0, 1] floats -> `dtype`: clamped floats, or rounded 8/16-bit integers."""
+    if dtype.is_floating_point:
+        return x.clamp(0, 1).to(dtype)
+    peak = {torch.uint8: 255, torch.uint16: 65535}.get(dtype)
+    if peak is None:
+        raise ValueError(f"unsupported output dtype {dtype}; use a float type, uint8 or uint16")
+    return x.mul(peak).round_().clamp_(0, peak).to(dtype)
+
+
+def _same_width_groups(spans: list[Span], max_batch: int) -> list[list[int]]:
+    """Consecutive tile indices of equal width, at most `max_batch` per group (one model call each)."""
+    groups: list[list[int]] = []
+    for j, (x0, x1) in enumerate(spans):
+        last = groups[-1] if groups else None
+        if last and len(last) < max_batch and spans[last[0]][1] - spans[last[0]][0] == x1 - x0:
+            last.append(j)
+        else:
+            groups.append([j])
+    return groups
+
+
+def upscale_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    lr: torch.Tensor,
+    scale: int,
+    tile: int | None,
+    overlap: int = 0,
+    *,
+    device: torch.device | str = "cpu",
+    out_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+    align: int = 1,
+    max_batch: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Apply `fn` (an `(B, C, h, w) -> (B, C', h*s, w*s)` float function) over tiles of `lr`.
+
+    `lr` is `(N, C, h, w)` on any device; each tile batch is moved to `device`. `tile=None`
+    processes the image in one piece. The overlap is capped at a quarter of the tile. Returns
+    `(N, C', h*s, w*s)` on the CPU in `out_dtype` (values clamped to [0, 1], or rounded to the
+    integer range), stored channels-last if asked (so `.permute(0, 2, 3, 1).numpy()` is free).
+    `progress(k)` is called after each batch of `k` tiles.
+    """
+    n, _, h, w = lr.shape
+    ys, xs = tile_grid(h, w, tile, overlap, align)
+    device = torch.device(device)
+    wx = [ramp_weights(xs, j, scale).to(device) for j in range(len(xs))]
+    out: torch.Tensor | None = None
+    carry: torch.Tensor | None = None
+    for r, (y0, y1) in enumerate(ys):
+        wy = ramp_weights(ys, r, scale).to(device)
+        band: torch.Tensor | None = None
+        for group in _same_width_groups(xs, max_batch):
+            x = torch.cat([lr[:, :, y0:y1, xs[j][0] : xs[j][1]] for j in group]).to(device, torch.float32)
+            pred = fn(x)
+            th, tw = (y1 - y0) * scale, (xs[group[0]][1] - xs[group[0]][0]) * scale
+            if pred.dim() != 4 or pred.shape[0] != x.shape[0] or pred.shape[-2:] != (th, tw):
+                raise TorchSRError(
+                    f"the model turned a {tuple(x.shape)} input into {tuple(pred.shape)}, expected "
+                    f"(..., {th}, {tw}) for its scale x{scale}"
+                )
+            if out is None:
+                c = pred.shape[1]
+                shape = (n, h * scale, w * scale, c) if channels_last else (n, c, h * scale, w * scale)
+                out = torch.empty(shape, dtype=out_dtype)
+                out = out.permute(0, 3, 1, 2) if channels_last else out
+            if band is None:
+                band = torch.zeros(n, out.shape[1], th, w * scale)
+                if carry is not None:
+                    band[:, :, : carry.shape[2]] = carry
+            for i, j in enumerate(group):
+                p = pred[i * n : (i + 1) * n].float()
+                if len(ys) > 1 or len(xs) > 1:
+                    p = p * (wy[:, None] * wx[j][None, :])
+                band[:, :, :, xs[j][0] * scale : xs[j][1] * scale] += p.cpu()
+            if progress is not None:
+                progress(len(group))
+        assert out is not None and band is not None
+        done = ((ys[r + 1][0] if r + 1 < len(ys) else y1) - y0) * scale
+        out[:, :, y0 * scale : y0 * scale + done] = quantize(band[:, :, :done], out_dtype)
+        carry = band[:, :, done:]
+    assert out is not None
+    return out
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for tensors: CUDA free memory (plus PyTorch's unused cache), else free RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    try:
+        for line in MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY
+
+
+def memory_budget(device: torch.device, reserved: int = 0) -> float:
+    """Bytes the model's activations may use; `reserved` (e.g. the output image) counts on the CPU."""
+    free = available_memory(device)
+    if device.type == "cuda":
+        return free * MEMORY_FRACTION["cuda"]
+    return max(free * MEMORY_FRACTION["cpu"] - reserved, free * 0.1)
+
+
+def activation_bytes_per_pixel(model: nn.Module, in_channels: int, device: torch.device, align: int = 1) -> float:
+    """Estimate the peak memory per input pixel of one forward pass, from a small probe image.
+
+    On CUDA the allocator's peak is measured. Elsewhere forward hooks record the largest inputs +
+    output of any layer (with autograd on, so that no fused inference path skips the layers); the
+    peak of a feed-forward network is a small multiple of that.
+    """
+    side = math.ceil((64 if device.type == "cuda" else 32) / align) * align
+    x = torch.zeros(1, in_channels, side, side, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.inference_mode():
+            model(x)
+        return ACTIVATION_SAFETY * (torch.cuda.max_memory_allocated(device) - base) / side**2
+    peak = 0
+
+    def hook(_module: nn.Module, inputs: tuple, output: object) -> None:
+        nonlocal peak
+        tensors = [t for t in (*inputs, output) if isinstance(t, torch.Tensor)]
+        peak = max(peak, sum(t.numel() * t.element_size() for t in tensors))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ACTIVATION_SAFETY * peak / side**2
+
+
+def choose_tile(
+    h: int, w: int, images: int, per_pixel: float, budget: float, overlap: int = 0, align: int = 1
+) -> int | None:
+    """Tile side for `images` images of `h` x `w` pixels, or None when they fit in one piece."""
+    if images * h * w * per_pixel <= budget:
+        return None
+    side = max(int(math.sqrt(budget / (images * per_pixel))), MIN_AUTO_TILE, 4 * overlap)
+    return max(align, side // align * align)
+
+
+def tiles_per_batch(tile: int, images: int, per_pixel: float, budget: float) -> int:
+    """How many tiles (of `images` images each) one model call may take."""
+    return max(1, min(MAX_TILE_BATCH, int(budget // (images * tile * tile * per_pixel))))

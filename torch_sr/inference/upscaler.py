@@ -1,0 +1,227 @@
+"""`Upscaler`: run a generator over whole images of any size, layout and bit depth.
+
+It owns everything between "a trained model" and "an upscaled image": tiling with blended
+overlaps, padding to the model's `size_multiple`, x8 self-ensemble, mixed precision, and images
+whose channels differ from the model's (grey on an RGB model, RGB on a Y-only model, alpha).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_sr.cli.common import resolve_device
+from torch_sr.errors import TorchSRError
+from torch_sr.inference import tiling
+from torch_sr.inference.channels import fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+
+DEFAULT_TILE_OVERLAP = 32  # LR pixels shared by neighbouring tiles (capped at a quarter of the tile)
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+_INT_PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
+_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
+
+
+class Upscaler:
+    """Upscale tensors or arrays with `model`; `model.scale` decides the output size.
+
+    `tile="auto"` tiles only when the image would not fit in the free memory of the device, with
+    a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
+    `precision` "fp16"/"bf16" runs under autocast on CUDA; on the CPU it is ignored with a
+    warning unless `force_autocast=True` (CPU autocast is slow; meant for tests and experiments).
+    A half-precision batch that comes out non-finite is recomputed in float32.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "auto",
+        precision: str = "fp32",
+        tile: int | None | str = "auto",
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        tta: bool = False,
+        progress: bool = False,
+        *,
+        force_autocast: bool = False,
+    ):
+        self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if precision not in PRECISIONS:
+            raise TorchSRError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
+            raise TorchSRError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")
+        if tile_overlap < 0:
+            raise TorchSRError(f"tile overlap must be >= 0 pixels, got {tile_overlap}")
+        scale = getattr(model, "scale", None)
+        if not isinstance(scale, int) or scale < 1:
+            raise TorchSRError(f"{type(model).__name__} has no integer `.scale`; cannot tell the output size")
+        self.model = model.to(self.device).eval()
+        self.scale = scale
+        self.model_channels = int(getattr(model, "in_channels", 3))
+        self.size_multiple = int(getattr(model, "size_multiple", 1))
+        self.tile, self.tile_overlap, self.tta, self.progress = tile, tile_overlap, tta, progress
+        self.autocast_dtype = PRECISIONS[precision]
+        if self.autocast_dtype is not None and self.device.type == "cpu" and not force_autocast:
+            warnings.warn(f"{precision} needs a GPU; running in float32 on the CPU", stacklevel=2)
+            self.autocast_dtype = None
+        self._warned_nonfinite = False
+        self._bytes_per_pixel: float | None = None
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def upscale_tensor(self, lr: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) float in [0,1], any device -> (N, C, h*s, w*s) float32 on the CPU, clamped to [0,1]."""
+        if lr.dim() != 4 or not lr.is_floating_point():
+            raise TorchSRError(f"expected a float (N, C, H, W) tensor, got {lr.dtype} of shape {tuple(lr.shape)}")
+        return self._upscale(lr.float(), torch.float32, channels_last=False)
+
+    def upscale_array(self, img: np.ndarray) -> np.ndarray:
+        """HW or HWC, uint8 or uint16 (or float) -> same layout and dtype, s times larger."""
+        if img.ndim not in (2, 3) or (img.ndim == 3 and not 1 <= img.shape[2] <= 4):
+            raise TorchSRError(f"expected an HW or HWC image with 1-4 channels, got shape {img.shape}")
+        if img.dtype in _INT_PEAKS:
+            peak, out_dtype = _INT_PEAKS[img.dtype], _TORCH_DTYPES[img.dtype]
+        elif np.issubdtype(img.dtype, np.floating):
+            peak, out_dtype = 1.0, torch.float32
+        else:
+            raise TorchSRError(f"unsupported image dtype {img.dtype}; use uint8, uint16 or float in [0, 1]")
+        hwc = img[:, :, None] if img.ndim == 2 else img
+        lr = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None].float() / peak
+        out = self._upscale(lr, out_dtype, channels_last=True).permute(0, 2, 3, 1)[0].numpy()
+        out = out[:, :, 0] if img.ndim == 2 else out
+        return out.astype(img.dtype, copy=False)
+
+    # -- tiling and memory ------------------------------------------------------------------------
+
+    def _upscale(self, lr: torch.Tensor, out_dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+        n, c, h, w = lr.shape
+        if c not in (1, 2, 3, 4):
+            raise TorchSRError(f"images must have 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) channels, got {c}")
+        alpha_value = None
+        if c in (2, 4):
+            alpha = lr[:, -1:]
+            if alpha.min() == alpha.max():  # opaque (or uniformly translucent): nothing to upscale
+                alpha_value = float(alpha.min())
+            elif alpha.min() == 0:
+                lr = torch.cat([fill_transparent(lr[:, :-1], alpha), alpha], 1)
+        out_bytes = n * c * h * w * self.scale**2 * torch.empty(0, dtype=out_dtype).element_size()
+        tile = self.tile
+        if tile == "auto":
+            budget = tiling.memory_budget(self.device, reserved=out_bytes)
+            tile = tiling.choose_tile(h, w, n, self._per_pixel(), budget, self.tile_overlap, self.size_multiple)
+        while True:
+            try:
+                return self._run_tiles(lr, tile, alpha_value, out_dtype, channels_last, out_bytes)
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                smaller = max(self.size_multiple, (tile or max(h, w)) // 2)
+                if self.tile != "auto" or smaller < tiling.MIN_AUTO_TILE:
+                    raise TorchSRError(
+                        f"out of memory on {self.device} with tile {tile or 'none'}; use a smaller tile "
+                        "(--tile) or another device"
+                    ) from None
+                warnings.warn(f"out of memory with tile {tile or 'none'}; retrying with tile {smaller}", stacklevel=3)
+                tile = smaller
+
+    def _run_tiles(self, lr, tile, alpha_value, out_dtype, channels_last, out_bytes) -> torch.Tensor:
+        n, _, h, w = lr.shape
+        batch = 1
+        if tile is not None:
+            budget = tiling.memory_budget(self.device, reserved=out_bytes)
+            batch = tiling.tiles_per_batch(tile, n, self._per_pixel(), budget)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            ys, xs = tiling.tile_grid(h, w, tile, self.tile_overlap, self.size_multiple)
+            count = len(ys) * len(xs)
+            bar = tqdm(total=count, unit="tile", leave=False, disable=count <= 1 or None)
+        try:
+            with torch.inference_mode():
+                return tiling.upscale_tiled(
+                    lambda x: self._forward(x, alpha_value),
+                    lr,
+                    self.scale,
+                    tile,
+                    self.tile_overlap,
+                    device=self.device,
+                    out_dtype=out_dtype,
+                    channels_last=channels_last,
+                    align=self.size_multiple,
+                    max_batch=batch,
+                    progress=bar.update if bar is not None else None,
+                )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _per_pixel(self) -> float:
+        if self._bytes_per_pixel is None:
+            self._bytes_per_pixel = tiling.activation_bytes_per_pixel(
+                self.model, self.model_channels, self.device, self.size_multiple
+            )
+        return self._bytes_per_pixel
+
+    # -- one tile batch ---------------------------------------------------------------------------
+
+    def _forward(self, x: torch.Tensor, alpha_value: float | None) -> torch.Tensor:
+        if not self.tta:
+            return self._forward_channels(x, alpha_value)
+        # x8 self-ensemble: the 4 flips of the tile and of its transpose, mapped back and averaged.
+        total = None
+        for transpose in (False, True):
+            xt = x.transpose(-2, -1) if transpose else x
+            for dims in ((), (-1,), (-2,), (-2, -1)):
+                y = self._forward_channels(xt.flip(dims) if dims else xt, alpha_value)
+                y = y.flip(dims) if dims else y
+                y = y.transpose(-2, -1) if transpose else y
+                total = y if total is None else total + y
+        return total / 8
+
+    def _forward_channels(self, x: torch.Tensor, alpha_value: float | None) -> torch.Tensor:
+        """Image channels in, the same channels out: colour and alpha go through the model apart."""
+        if x.shape[1] not in (2, 4):
+            return self._adapt(x)
+        colour = self._adapt(x[:, :-1])
+        if alpha_value is None:
+            alpha = self._adapt(x[:, -1:])
+        else:
+            alpha = colour.new_full((colour.shape[0], 1, *colour.shape[-2:]), alpha_value)
+        return torch.cat([colour, alpha], 1)
+
+    def _adapt(self, x: torch.Tensor) -> torch.Tensor:
+        """Grey or RGB in, same out, whatever the model's channel count (1 or 3)."""
+        c, m = x.shape[1], self.model_channels
+        if c == m:
+            return self._model(x)
+        if c == 1 and m == 3:  # grey on an RGB model: replicate, then back to grey
+            return rgb_to_gray(self._model(x.expand(-1, 3, -1, -1)))
+        if c == 3 and m == 1:  # Y-only model: the model upscales Y, bicubic the chroma
+            ycbcr = rgb_to_ycbcr(x)
+            y = self._model(ycbcr[:, :1])
+            chroma = F.interpolate(ycbcr[:, 1:], scale_factor=self.scale, mode="bicubic", align_corners=False)
+            return ycbcr_to_rgb(torch.cat([y, chroma], 1))
+        raise TorchSRError(f"cannot apply a {m}-channel model to a {c}-channel image")
+
+    def _model(self, x: torch.Tensor) -> torch.Tensor:
+        """The model itself, padded by reflection to its size multiple, in the chosen precision."""
+        h, w = x.shape[-2:]
+        m = self.size_multiple
+        pad_h, pad_w = -h % m, -w % m
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        y = None
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+                y = self.model(x).float()
+            if not torch.isfinite(y).all():
+                if not self._warned_nonfinite:
+                    warnings.warn("half precision gave non-finite values; recomputing those tiles in float32")
+                    self._warned_nonfinite = True
+                y = None
+        if y is None:
+            y = self.model(x).float()
+        return y[..., : h * self.scale, : w * self.scale]
