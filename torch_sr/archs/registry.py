@@ -8,15 +8,25 @@ from typing import Any
 
 from torch import nn
 
+from torch_sr.archs.resnet_pixelshuffle import ResNetPixelShuffle
 from torch_sr.archs.rrdbnet import RRDBNet
+from torch_sr.archs.srcnn import SRCNN
+from torch_sr.archs.srgan_discriminator import SRGANDiscriminator
+from torch_sr.archs.srresnet import SRResNet
+from torch_sr.archs.unet_resnet18 import UNetResNet18
 from torch_sr.archs.vgg_discriminator import VGGStyleDiscriminator
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "rrdbnet": RRDBNet,
+    "srcnn": SRCNN,
+    "srresnet": SRResNet,
+    "resnet_pixelshuffle": ResNetPixelShuffle,
+    "unet_resnet18": UNetResNet18,
 }
 
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "vgg_discriminator": VGGStyleDiscriminator,
+    "srgan_discriminator": SRGANDiscriminator,
 }
 
 

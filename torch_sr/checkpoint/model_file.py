@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_sr.archs import resnet_pixelshuffle, srcnn, srresnet, unet_resnet18
 from torch_sr.archs.registry import GENERATORS, build_generator
 from torch_sr.checkpoint import rrdb_layouts
 from torch_sr.checkpoint.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
@@ -28,6 +30,15 @@ WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator
 PREFIXES = ("module.", "_orig_mod.")
 
 StateDict = dict[str, torch.Tensor]
+
+# Our other generators, recognised in bare state dicts by their own key names; each function gives
+# the constructor arguments read from the tensor shapes, or None when the keys are not its own.
+HPARAM_INFERENCE: dict[str, Callable[[StateDict], dict[str, Any] | None]] = {
+    "srresnet": srresnet.infer_hparams,
+    "resnet_pixelshuffle": resnet_pixelshuffle.infer_hparams,
+    "unet_resnet18": unet_resnet18.infer_hparams,
+    "srcnn": srcnn.infer_hparams,
+}
 
 
 @dataclass
@@ -109,11 +120,16 @@ def describe_state_dict(sd: StateDict, source: str = "file") -> ModelFile:
     if layout is not None:
         canonical = rrdb_layouts.to_canonical(sd, layout)
         return ModelFile("rrdbnet", rrdb_layouts.infer_hparams(canonical), canonical, source=source)
+    for arch, infer_hparams in HPARAM_INFERENCE.items():
+        hparams = infer_hparams(sd)
+        if hparams is not None:
+            return ModelFile(arch, hparams, dict(sd), source=source)
     sample = ", ".join(repr(k) for k in list(sd)[:5])
     raise CheckpointError(
         f"{source}: {len(sd)} tensors with keys like {sample} match no known architecture; expected a torch_sr "
-        "model file, or an RRDBNet (ESRGAN) state dict in the old ESRGAN (model.0...), ESRGAN "
-        "(conv_first, RRDB_trunk...) or BasicSR/Real-ESRGAN (conv_first, body...) layout"
+        "model file, an RRDBNet (ESRGAN) state dict in the old ESRGAN (model.0...), ESRGAN "
+        "(conv_first, RRDB_trunk...) or BasicSR/Real-ESRGAN (conv_first, body...) layout, or the state dict of "
+        f"one of this library's {', '.join(HPARAM_INFERENCE)} models"
     )
 
 
