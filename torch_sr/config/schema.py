@@ -1,0 +1,387 @@
+"""The training configuration as typed, frozen dataclasses: every key, its type, default and range.
+
+Each field is one JSON key. `option()` attaches the help text and numeric range that both the
+validator (`validate.py`) and the JSON Schema (`json_schema.py`) read, so they cannot disagree.
+The original project's keys (enhanced-srgan) keep their names and defaults; everything added has a
+default that changes nothing. Sections hold plain data only (tuples where the JSON has lists).
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import difflib
+import functools
+import math
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from torch_sr.archs.vgg_features import vgg_layer_names
+from torch_sr.config.json_types import Range
+
+Problems = Iterator[tuple[str, str]]  # (key, message) pairs found by a section's cross-key checks
+
+# Top-level keys handed to every architecture constructor that takes an argument of that name.
+SHARED_ARCH_KEYS = ("scale_factor", "img_channels")
+# The original project's table defaults where they differ from the class's own (the paper's 23 blocks).
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {"rrdbnet": {"num_basic_blocks": 16}}
+# Keys that may appear at the top of a file without being configuration.
+IGNORED_KEYS = ("$schema",)
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A config key: its default, its help text and the range of the numbers it holds."""
+    metadata = {"help": help, "range": Range(ge, gt, le, lt)}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(cls: type, help: str) -> Any:
+    """A nested section (a JSON object) with its help text; absent from a file, it takes its defaults."""
+    return field(default_factory=cls, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """One optimiser's learning-rate multiplier over the iterations of a stage (for `LambdaLR`)."""
+
+    kind: Literal["step", "multistep", "cosine", "constant"]
+    gamma: float = 1.0
+    step_size: int = 1
+    milestones: tuple[int, ...] = ()
+    warmup_iterations: int = 0
+    min_lr_factor: float = 0.0
+
+    def factor(self, iteration: int, total_iterations: int) -> float:
+        """Multiplier of the base lr at 0-based `iteration`.
+
+        step: gamma ** (iteration // step_size) (StepLR); multistep: gamma ** (milestones passed)
+        (MultiStepLR); cosine: from 1 down to `min_lr_factor` between the end of warm-up and
+        `total_iterations`; constant: 1. A linear warm-up multiplies any of them by
+        (iteration + 1) / warmup_iterations during the first `warmup_iterations`.
+        """
+        if self.kind == "step":
+            f = self.gamma ** (iteration // self.step_size)
+        elif self.kind == "multistep":
+            f = self.gamma ** bisect.bisect_right(self.milestones, iteration)
+        elif self.kind == "cosine":
+            span = max(1, total_iterations - self.warmup_iterations)
+            progress = min(1.0, max(0, iteration - self.warmup_iterations) / span)
+            f = self.min_lr_factor + (1 - self.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+        else:
+            f = 1.0
+        if iteration < self.warmup_iterations:
+            f *= (iteration + 1) / self.warmup_iterations
+        return f
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam settings of one network in one stage."""
+
+    lr: float
+    betas: tuple[float, float]
+    schedule: LRSchedule
+
+
+_LENGTH = "Give exactly one of num_epoch and num_iterations; setting one drops the other's default."
+_DATASETS = (
+    "catalogue names ('div2k', 'bsds500', 'set5', 'set14', ...) or image folders, relative to the "
+    "directory the command runs in"
+)
+
+
+def _stage_problems(stage: Any) -> Problems:
+    """Checks shared by both stages: exactly one length, warm-up shorter than the stage."""
+    if (stage.num_epoch is None) == (stage.num_iterations is None):
+        yield "num_iterations", "give exactly one of num_epoch and num_iterations, not " + (
+            "both" if stage.num_epoch is not None else "neither"
+        )
+    if stage.num_iterations is not None and stage.warmup_iterations >= stage.num_iterations:
+        yield "warmup_iterations", (
+            f"{stage.warmup_iterations} is not shorter than num_iterations {stage.num_iterations}"
+        )
+    if not stage.train_datasets:
+        yield "train_datasets", "name at least one training dataset"
+
+
+def _milestone_problems(key: str, milestones: tuple[int, ...]) -> Problems:
+    if list(milestones) != sorted(set(milestones)):
+        yield key, f"milestones must be strictly increasing, got {list(milestones)}"
+
+
+@dataclass(frozen=True)
+class PretrainingConfig:
+    """Stage 1: the generator alone, trained for PSNR with the content loss."""
+
+    EXCLUSIVE = (("num_epoch", "num_iterations"),)
+
+    num_epoch: int | None = option(10000, "Length in epochs (passes over train_datasets). " + _LENGTH, ge=1)
+    num_iterations: int | None = option(None, "Length in iterations (mini-batches). " + _LENGTH, ge=1)
+    cr_patch_size: tuple[int, int] | None = option(
+        (128, 128), "HR training crop [H, W], a multiple of scale_factor; null trains on whole images", ge=1
+    )
+    lr: float = option(2e-4, "Adam learning rate of the generator", gt=0)
+    betas: tuple[float, float] = option((0.9, 0.999), "Adam betas", ge=0, lt=1)
+    scheduler: Literal["step", "cosine", "constant"] = option(
+        "step", "'step': multiply the lr by sched_gamma every sched_step iterations (StepLR); "
+        "'cosine': anneal to lr * min_lr_factor over the stage; 'constant'"
+    )
+    sched_step: int = option(200000, "StepLR period in iterations (mini-batches)", ge=1)
+    sched_gamma: float = option(0.5, "StepLR decay factor", gt=0, le=1)
+    warmup_iterations: int = option(0, "Linear learning-rate warm-up over this many iterations (0: none)", ge=0)
+    min_lr_factor: float = option(0.0, "Cosine schedule: final lr as a fraction of lr", ge=0, le=1)
+    ema_decay: float | None = option(
+        None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999); null: off",
+        gt=0, lt=1,
+    )
+    grad_clip_norm: float | None = option(None, "Clip the gradient norm to this value; null: no clipping", gt=0)
+    content_loss_scaling: float = option(1.0, "Weight of the content loss", ge=0)
+    perceptual_loss_scaling: float = option(0.0, "Weight of the perceptual loss (0: not computed)", ge=0)
+    tv_loss_scaling: float = option(0.0, "Weight of the total-variation loss of the output (0: off)", ge=0)
+    train_datasets: tuple[str, ...] = option(("div2k",), "Training data: " + _DATASETS)
+    val_datasets: tuple[str, ...] = option(("div2k",), "Validation data (empty: no validation): " + _DATASETS)
+    val_interval: int = option(5000, "Validate every this many iterations", ge=1)
+    hard_transforms: bool = option(True, "Degrade LR inputs with JPEG compression and coarse dropout (p=0.25 each)")
+
+    def problems(self) -> Problems:
+        yield from _stage_problems(self)
+        if not any(self.loss_weights.values()):
+            yield "content_loss_scaling", "every loss weight of the stage is 0: nothing to train"
+
+    @property
+    def optimizers(self) -> dict[str, OptimizerConfig]:
+        """{'generator': ...}: what the trainer builds for this stage."""
+        schedule = LRSchedule(
+            self.scheduler, self.sched_gamma, self.sched_step, (), self.warmup_iterations, self.min_lr_factor
+        )
+        return {"generator": OptimizerConfig(self.lr, self.betas, schedule)}
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """Weight of each generator loss term (see `torch_sr.losses.total.total_loss`)."""
+        return {
+            "content": self.content_loss_scaling,
+            "perceptual": self.perceptual_loss_scaling,
+            "tv": self.tv_loss_scaling,
+        }
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Stage 2: generator and discriminator alternating per mini-batch, from the stage-1 generator."""
+
+    EXCLUSIVE = (("num_epoch", "num_iterations"),)
+
+    num_epoch: int | None = option(8000, "Length in epochs (passes over train_datasets). " + _LENGTH, ge=1)
+    num_iterations: int | None = option(None, "Length in iterations (mini-batches). " + _LENGTH, ge=1)
+    cr_patch_size: tuple[int, int] | None = option(
+        (128, 128), "HR training crop [H, W], a multiple of scale_factor; null trains on whole images", ge=1
+    )
+    g_lr: float = option(1e-4, "Adam learning rate of the generator", gt=0)
+    d_lr: float = option(1e-4, "Adam learning rate of the discriminator", gt=0)
+    betas: tuple[float, float] = option((0.9, 0.99), "Adam betas of both networks", ge=0, lt=1)
+    scheduler: Literal["multistep", "cosine", "constant"] = option(
+        "multistep", "'multistep': multiply the lr by *_sched_gamma at each of *_sched_steps (MultiStepLR); "
+        "'cosine': anneal to lr * min_lr_factor over the stage; 'constant'"
+    )
+    g_sched_steps: tuple[int, ...] = option(
+        (50000, 100000, 200000, 300000), "Generator MultiStepLR milestones in iterations", ge=1
+    )
+    d_sched_steps: tuple[int, ...] = option(
+        (50000, 100000, 200000, 300000), "Discriminator MultiStepLR milestones in iterations", ge=1
+    )
+    g_sched_gamma: float = option(0.5, "Generator MultiStepLR decay factor", gt=0, le=1)
+    d_sched_gamma: float = option(0.5, "Discriminator MultiStepLR decay factor", gt=0, le=1)
+    warmup_iterations: int = option(0, "Linear learning-rate warm-up over this many iterations (0: none)", ge=0)
+    min_lr_factor: float = option(0.0, "Cosine schedule: final lr as a fraction of the lr", ge=0, le=1)
+    g_adversarial_loss_scaling: float = option(0.005, "Weight of the generator's adversarial loss (λ)", ge=0)
+    g_content_loss_scaling: float = option(0.01, "Weight of the content loss (η)", ge=0)
+    g_perceptual_loss_scaling: float = option(1.0, "Weight of the perceptual loss", ge=0)
+    g_tv_loss_scaling: float = option(0.0, "Weight of the total-variation loss of the output (0: off)", ge=0)
+    ema_decay: float | None = option(
+        None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999); null: off",
+        gt=0, lt=1,
+    )
+    grad_clip_norm: float | None = option(
+        None, "Clip the gradient norm of each network to this value; null: no clipping", gt=0
+    )
+    train_datasets: tuple[str, ...] = option(("div2k",), "Training data: " + _DATASETS)
+    val_datasets: tuple[str, ...] = option(("div2k",), "Validation data (empty: no validation): " + _DATASETS)
+    val_interval: int = option(5000, "Validate every this many iterations", ge=1)
+    hard_transforms: bool = option(False, "Degrade LR inputs with JPEG compression and coarse dropout (p=0.25 each)")
+
+    def problems(self) -> Problems:
+        yield from _stage_problems(self)
+        yield from _milestone_problems("g_sched_steps", self.g_sched_steps)
+        yield from _milestone_problems("d_sched_steps", self.d_sched_steps)
+        if not any(self.loss_weights.values()):
+            yield "g_content_loss_scaling", "every generator loss weight of the stage is 0: nothing to train"
+
+    @property
+    def optimizers(self) -> dict[str, OptimizerConfig]:
+        """{'generator': ..., 'discriminator': ...}: what the trainer builds for this stage."""
+
+        def schedule(milestones: tuple[int, ...], gamma: float) -> LRSchedule:
+            return LRSchedule(self.scheduler, gamma, 1, milestones, self.warmup_iterations, self.min_lr_factor)
+
+        return {
+            "generator": OptimizerConfig(self.g_lr, self.betas, schedule(self.g_sched_steps, self.g_sched_gamma)),
+            "discriminator": OptimizerConfig(self.d_lr, self.betas, schedule(self.d_sched_steps, self.d_sched_gamma)),
+        }
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        """Weight of each generator loss term; ESRGAN: percep + 5e-3 adversarial + 1e-2 content."""
+        return {
+            "content": self.g_content_loss_scaling,
+            "perceptual": self.g_perceptual_loss_scaling,
+            "adversarial": self.g_adversarial_loss_scaling,
+            "tv": self.g_tv_loss_scaling,
+        }
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A registered architecture and its constructor arguments (defaults filled in, JSON values).
+
+    `shared` holds the top-level keys the constructor also takes (`scale_factor`, `img_channels`);
+    they are not written back into the section.
+    """
+
+    arch: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Everything to pass to `build_generator(arch, **kwargs)` / `build_discriminator`."""
+        return {**self.shared, **self.hparams}
+
+
+@dataclass(frozen=True)
+class ContentLossConfig:
+    loss_f: Literal["l1", "l2", "mse", "charbonnier"] = option("l1", "Pixel loss: 'l1', 'l2' = 'mse', 'charbonnier'")
+    charbonnier_eps: float = option(1e-3, "Charbonnier: mean of sqrt(diff^2 + eps^2)", gt=0)
+
+
+@dataclass(frozen=True)
+class PerceptualLossConfig:
+    layer_weights: dict[str, float] = option(
+        {"conv5_4": 1.0},
+        "VGG layer -> weight; 'convB_I' is before the ReLU (ESRGAN), 'reluB_I' after it, 'poolB' after pooling",
+        ge=0,
+    )
+    vgg_type: Literal["vgg11", "vgg13", "vgg16", "vgg19"] = option("vgg19", "Which VGG's features")
+    criterion: Literal["l1", "l2", "mse"] = option("l1", "Distance between feature maps")
+    normalize_input: bool = option(True, "Normalise [0, 1] inputs with the ImageNet mean and std first")
+    normalize_loss: bool = option(False, "Divide by the sum of the layer weights")
+    style_weights: dict[str, float] = option(
+        {}, "VGG layer -> weight of a Gram-matrix (style) loss on that layer; empty: none", ge=0
+    )
+    pretrained: bool = option(True, "Use ImageNet weights; false keeps a random VGG (tests and smoke runs only)")
+    weights_path: str | None = option(
+        None, "ImageNet VGG weights file; null: torchvision's cache ($TORCH_HOME/hub/checkpoints/)"
+    )
+
+    def problems(self) -> Problems:
+        names = vgg_layer_names(self.vgg_type)
+        for key in ("layer_weights", "style_weights"):
+            for layer in getattr(self, key):
+                if layer not in names:
+                    close = difflib.get_close_matches(layer, names, n=1)
+                    hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(names)}"
+                    yield f"{key}/{layer}", f"not a layer of {self.vgg_type}; {hint}"
+        if not self.layer_weights and not self.style_weights:
+            yield "layer_weights", "name at least one layer"
+        for key in ("layer_weights", "style_weights"):
+            weights = getattr(self, key)
+            if self.normalize_loss and weights and not sum(weights.values()):
+                yield key, "weights sum to 0, so normalize_loss cannot divide by their sum"
+        if self.weights_path is not None and not self.pretrained:
+            yield "weights_path", "is set while pretrained is false; drop one of them"
+
+
+@dataclass(frozen=True)
+class AdversarialLossConfig:
+    loss_f: Literal["ragan", "vanilla", "lsgan", "hinge"] = option(
+        "ragan", "'ragan': relativistic average (ESRGAN); 'vanilla': BCE (SRGAN); 'lsgan'; 'hinge'"
+    )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    num_workers: int = option(4, "DataLoader worker processes (0: load in the main process)", ge=0)
+    cache: bool = option(False, "Keep decoded training images in memory")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    dir: str = option("runs", "Directory for run logs (TensorBoard events, log file, sample images)")
+    run_name: str | None = option(None, "Sub-directory of dir for this run; null: the config file's name")
+    log_interval: int = option(100, "Log training losses every this many iterations", ge=1)
+    val_images: int = option(4, "Validation images logged as samples at each validation", ge=0)
+    tensorboard: bool = option(True, "Write TensorBoard scalars and images")
+    wandb: bool = option(False, "Log to Weights & Biases")
+    wandb_project: str = option("torch_sr", "Weights & Biases project")
+    log_file: bool = option(True, "Write a plain-text log file in the run directory")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run: both stages, both networks, the losses, data and logging."""
+
+    description: str = option("", "Free text describing the run")
+    scale_factor: int = option(4, "Upscaling factor LR -> HR", ge=1)
+    batch_size: int = option(16, "Mini-batch size", ge=1)
+    img_channels: int = option(3, "Image channels (3: RGB, 1: grey / Y)", ge=1)
+    seed: int = option(0, "Seed of every random number generator (weights, data order, augmentation)", ge=0)
+    pretraining: PretrainingConfig = section(PretrainingConfig, "Stage 1: PSNR pre-training of the generator")
+    training: TrainingConfig = section(TrainingConfig, "Stage 2: GAN training")
+    generator: ArchConfig = field(
+        default_factory=lambda: ArchConfig("rrdbnet"),
+        metadata={"help": "Generator: 'arch' and its constructor arguments", "registry": "generator"},
+    )
+    discriminator: ArchConfig = field(
+        default_factory=lambda: ArchConfig("vgg_discriminator"),
+        metadata={"help": "Discriminator: 'arch' and its constructor arguments", "registry": "discriminator"},
+    )
+    content_loss: ContentLossConfig = section(ContentLossConfig, "Pixel-space loss")
+    perceptual_loss: PerceptualLossConfig = section(PerceptualLossConfig, "Feature-space (VGG) loss")
+    adversarial_loss: AdversarialLossConfig = section(AdversarialLossConfig, "GAN loss of stage 2")
+    data: DataConfig = section(DataConfig, "Data loading")
+    logging: LoggingConfig = section(LoggingConfig, "Logs, TensorBoard and Weights & Biases")
+    source: str = field(default="", compare=False, metadata={"internal": True})  # the file it came from
+
+    def problems(self) -> Problems:
+        for stage in ("pretraining", "training"):
+            patch = getattr(self, stage).cr_patch_size
+            if patch is not None and any(p % self.scale_factor for p in patch):
+                yield f"{stage}/cr_patch_size", f"{list(patch)} is not a multiple of scale_factor {self.scale_factor}"
+
+
+def config_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a section that are config keys (not internal bookkeeping)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+@functools.cache
+def key_types(cls: type) -> dict[str, Any]:
+    """The resolved type hint of each field of a section."""
+    return typing.get_type_hints(cls)
+
+
+def default_value(cls: type, name: str) -> Any:
+    """The default of one field of a section."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
