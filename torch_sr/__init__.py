@@ -18,6 +18,7 @@ _LAZY = {
     "build_discriminator": "torch_sr.archs.registry",
     "load_model": "torch_sr.checkpoint.model_file",
     "save_model": "torch_sr.checkpoint.model_file",
+    "load_config": "torch_sr.config.validate",
     "TorchSRError": "torch_sr.errors",
 }
 
