@@ -1,0 +1,295 @@
+"""Training and evaluation datasets: HR images in, (LR, HR) float [0, 1] tensor pairs out.
+
+LR images are made as the benchmarks make them: MATLAB-bicubic downscaling (`imresize`) of the
+uint8 HR image (modcropped for evaluation), quantised to uint8 like a saved LR file. Training items
+are random HR crops whose LR is computed on the fly, after the spatial transforms (flips and
+transposes commute with MATLAB's symmetric kernel and mirrored borders, so LR and HR are transformed
+identically) and before the hard ones (LR only).
+
+Randomness: item k of a dataset seeded `s` is drawn from the seed (s, k), so a run is reproducible
+and `state_dict()` is just two integers. `seed_worker` re-seeds each DataLoader worker's copy from
+torch's per-worker seed, so a seeded DataLoader gives the same batches on every run.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from torch_sr.data.augment import HardTransform, SpatialTransform
+from torch_sr.data.degradations import gaussian_blur, modcrop
+from torch_sr.data.image_files import image_info, list_images
+from torch_sr.data.image_store import ImageStore
+from torch_sr.data.imresize import imresize
+from torch_sr.errors import ConfigError, DatasetError
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 `HWC` -> float32 `(C, H, W)` in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255)
+
+
+def make_lr(hr: np.ndarray, scale: int, blur_sigma: float | None = None) -> np.ndarray:
+    """uint8 LR of a uint8 HR image: optional Gaussian blur, then MATLAB bicubic 1/scale, as uint8."""
+    if blur_sigma:
+        hr = gaussian_blur(hr, blur_sigma)
+    return imresize(hr, 1 / scale)
+
+
+def _patch_size(patch_size: int | Sequence[int] | None, scale: int) -> tuple[int, int] | None:
+    if patch_size is None:
+        return None
+    size = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(int(p) for p in patch_size)
+    if len(size) != 2 or min(size) < scale or any(p % scale for p in size):
+        raise ConfigError(
+            f"patch size {list(size)} (cr_patch_size) must be two positive multiples of the scale {scale}"
+        )
+    return size
+
+
+class _SeededItems:
+    """Per-item seeds (seed, k) for the k-th item a dataset copy produces; see the module docstring."""
+
+    def __init__(self, seed: int):
+        self.seed, self.draws = int(seed), 0
+
+    def next_rng(self) -> np.random.Generator:
+        rng = np.random.default_rng([self.seed, self.draws])
+        self.draws += 1
+        return rng
+
+    def state_dict(self) -> dict[str, int]:
+        return {"seed": self.seed, "draws": self.draws}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.seed, self.draws = int(state["seed"]), int(state["draws"])
+
+
+def _large_enough(paths: Sequence[Path], need: tuple[int, int]) -> list[Path]:
+    """The images at least `need` (H, W) large; the others are skipped with a warning naming them."""
+    if not paths:
+        raise DatasetError("the dataset has no images")
+    keep, small = [], []
+    for path in paths:
+        h, w, _ = image_info(Path(path))
+        (keep if h >= need[0] and w >= need[1] else small).append(Path(path))
+    if small:
+        warnings.warn(
+            f"skipping {len(small)} of {len(paths)} training images smaller than the HR patch {need[1]}x{need[0]} "
+            f"(e.g. {small[0]})",
+            stacklevel=3,
+        )
+    if not keep:
+        raise DatasetError(f"no training image is at least {need[1]}x{need[0]} pixels; lower cr_patch_size")
+    return keep
+
+
+class SRTrainDataset(Dataset):
+    """Random HR crops of `patch_size` (H, W) with their MATLAB-bicubic LR, augmented on the fly.
+
+    `patch_size=None` gives whole (modcropped) images; images smaller than the patch are skipped
+    with a warning. `repeat` makes one epoch visit every image that many times. Images are decoded
+    once and cached when they fit in memory (`cache=None`).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        scale: int,
+        patch_size: int | tuple[int, int] | None,
+        *,
+        spatial_transforms: bool = True,
+        hard_transforms: bool = False,
+        img_channels: int = 3,
+        blur_sigma: float | None = None,
+        cache: bool | None = None,
+        seed: int = 0,
+        repeat: int = 1,
+    ):
+        if scale < 1:
+            raise ConfigError(f"scale must be at least 1, got {scale}")
+        self.scale = scale
+        self.patch_size = _patch_size(patch_size, scale)
+        self.blur_sigma = blur_sigma
+        self.repeat = max(1, int(repeat))
+        self.store = ImageStore(_large_enough(paths, self.patch_size or (scale, scale)), img_channels, cache)
+        square = self.patch_size is None or self.patch_size[0] == self.patch_size[1]
+        self.spatial = SpatialTransform(square) if spatial_transforms else None
+        self.hard = HardTransform() if hard_transforms else None
+        self.items = _SeededItems(seed)
+
+    def __len__(self) -> int:
+        return len(self.store) * self.repeat
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rng = self.items.next_rng()
+        img = self.store[i % len(self.store)]
+        if self.patch_size is None:
+            hr = modcrop(img, self.scale)
+        else:
+            ph, pw = self.patch_size
+            y = int(rng.integers(0, img.shape[0] - ph + 1))
+            x = int(rng.integers(0, img.shape[1] - pw + 1))
+            hr = img[y : y + ph, x : x + pw]
+        if self.spatial is not None:
+            (hr,) = self.spatial(rng, hr)
+        lr = make_lr(hr, self.scale, self.blur_sigma)
+        if self.hard is not None:
+            lr = self.hard(rng, lr)
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr)}
+
+    def reseed(self, seed: int) -> None:
+        self.items = _SeededItems(seed)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.items.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.items.load_state_dict(state)
+
+
+class SREvalDataset(Dataset):
+    """Benchmark pairs: HR modcropped to the scale, LR = MATLAB imresize(HR, 1/scale) as uint8.
+
+    Items: `lr`, `hr` (float [0, 1], `img_channels` channels), `name` (file stem) and `gray` (the
+    file is grayscale; the metrics then score it on its gray values, as the published tables do).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        scale: int,
+        *,
+        img_channels: int = 3,
+        blur_sigma: float | None = None,
+        cache: bool | None = None,
+    ):
+        if scale < 1:
+            raise ConfigError(f"scale must be at least 1, got {scale}")
+        self.scale = scale
+        self.blur_sigma = blur_sigma
+        self.store = ImageStore(paths, img_channels, cache)
+        for path, (h, w) in zip(self.store.paths, self.store.sizes):
+            if h < scale or w < scale:
+                raise DatasetError(f"{path}: {w}x{h} pixels is smaller than the scale {scale}")
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        hr = modcrop(self.store[i], self.scale)
+        lr = make_lr(hr, self.scale, self.blur_sigma)
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.store.paths[i].stem, "gray": self.store.gray[i]}
+
+
+def _pair_paths(lr_dir: Path, hr_dir: Path, scale: int) -> tuple[list[Path], list[Path]]:
+    """Match HR files to LR files of the same stem (or `<stem>x<scale>`, the EDSR naming)."""
+    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
+    hr_paths = list_images(hr_dir)
+    if not hr_paths:
+        raise DatasetError(f"{hr_dir}: no HR images found")
+    lrs = []
+    for hr in hr_paths:
+        lr = lr_by_stem.get(hr.stem) or lr_by_stem.get(f"{hr.stem}x{scale}")
+        if lr is None:
+            raise DatasetError(f"{hr}: no LR image named {hr.stem}.* (or {hr.stem}x{scale}.*) in {lr_dir}")
+        lrs.append(lr)
+    return lrs, hr_paths
+
+
+class PairedImageDataset(Dataset):
+    """Given LR and HR folders (files matched by name): aligned random crops, or whole images.
+
+    HR may exceed `scale` times the LR size by less than `scale` pixels (it is modcropped); anything
+    else is an error naming both files. Spatial transforms act on both images identically, hard
+    transforms on LR only. Items: `lr`, `hr`, `name`.
+    """
+
+    def __init__(
+        self,
+        lr_dir: str | Path,
+        hr_dir: str | Path,
+        scale: int,
+        patch_size: int | tuple[int, int] | None = None,
+        *,
+        spatial_transforms: bool = False,
+        hard_transforms: bool = False,
+        img_channels: int = 3,
+        cache: bool | None = None,
+        seed: int = 0,
+        repeat: int = 1,
+    ):
+        self.scale = scale
+        self.patch_size = _patch_size(patch_size, scale)
+        self.repeat = max(1, int(repeat))
+        lr_paths, hr_paths = _pair_paths(Path(lr_dir), Path(hr_dir), scale)
+        self.lr_store = ImageStore(lr_paths, img_channels, cache)
+        self.hr_store = ImageStore(hr_paths, img_channels, cache)
+        for lr, hr, (h, w), (hh, hw) in zip(lr_paths, hr_paths, self.lr_store.sizes, self.hr_store.sizes):
+            if not (0 <= hh - h * scale < scale and 0 <= hw - w * scale < scale):
+                raise DatasetError(f"{hr} is {hw}x{hh} but its LR {lr} is {w}x{h}: not a x{scale} pair")
+            if self.patch_size and (h * scale < self.patch_size[0] or w * scale < self.patch_size[1]):
+                raise DatasetError(f"{hr}: smaller than the HR patch {self.patch_size[1]}x{self.patch_size[0]}")
+        square = self.patch_size is None or self.patch_size[0] == self.patch_size[1]
+        self.spatial = SpatialTransform(square) if spatial_transforms else None
+        self.hard = HardTransform() if hard_transforms else None
+        self.items = _SeededItems(seed)
+
+    def __len__(self) -> int:
+        return len(self.hr_store) * self.repeat
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = self.items.next_rng()
+        k = i % len(self.hr_store)
+        s = self.scale
+        lr, hr = self.lr_store[k], self.hr_store[k]
+        hr = hr[: lr.shape[0] * s, : lr.shape[1] * s]
+        if self.patch_size is not None:
+            ph, pw = self.patch_size[0] // s, self.patch_size[1] // s
+            y = int(rng.integers(0, lr.shape[0] - ph + 1))
+            x = int(rng.integers(0, lr.shape[1] - pw + 1))
+            lr = lr[y : y + ph, x : x + pw]
+            hr = hr[y * s : (y + ph) * s, x * s : (x + pw) * s]
+        if self.spatial is not None:
+            hr, lr = self.spatial(rng, hr, lr)
+        if self.hard is not None:
+            lr = self.hard(rng, lr)
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.hr_store.paths[k].stem}
+
+    def reseed(self, seed: int) -> None:
+        self.items = _SeededItems(seed)
+
+    def state_dict(self) -> dict[str, int]:
+        return self.items.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.items.load_state_dict(state)
+
+
+def _reseed(dataset: Any, seed: int) -> None:
+    if hasattr(dataset, "reseed"):
+        dataset.reseed(seed)
+    for k, child in enumerate(getattr(dataset, "datasets", ())):  # ConcatDataset
+        _reseed(child, seed + 7919 * (k + 1))
+    if hasattr(dataset, "dataset"):  # Subset
+        _reseed(dataset.dataset, seed)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: seed python, numpy and the worker's dataset copy from torch's seed.
+
+    torch gives worker k the seed `base_seed + k`, with `base_seed` drawn from the DataLoader's
+    generator (or the global torch RNG), so `torch.manual_seed(s)` makes the whole stream repeat.
+    """
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    info = get_worker_info()
+    if info is not None:
+        _reseed(info.dataset, seed)

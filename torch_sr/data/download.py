@@ -1,0 +1,173 @@
+"""Fetching dataset archives: download, verify, extract into a temporary folder, rename into place.
+
+Nothing half-done is ever left where the catalogue looks: a download grows in a temporary file that
+is renamed only once its size (and sha256, where we know it) check out; an archive is extracted
+into a temporary folder beside the destination, its image folders are counted, and only then are
+they renamed into place. A broken archive or a wrong count removes the temporary folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from torch_sr.checkpoint.files import atomic_write
+from torch_sr.data.image_files import list_images
+from torch_sr.errors import DatasetError
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A downloadable archive and the image folders it provides.
+
+    `folders` maps a folder inside the archive to (its place under the data root, its image count).
+    `sha256`/`size` are recorded only where known for certain; otherwise the archive is verified by
+    its own integrity checks (zip CRCs, gzip CRC, a readable tar) and by the image counts.
+    """
+
+    filename: str
+    url: str
+    folders: dict[str, tuple[str, int]] = field(default_factory=dict)
+    sha256: str | None = None
+    size: int | None = None
+
+
+def _copy_verified(response: IO[bytes], out: IO[bytes], archive: Archive, total: int | None, progress: bool) -> None:
+    digest = hashlib.sha256()
+    received = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="B", unit_scale=True, desc=archive.filename, file=sys.stderr)
+    try:
+        while chunk := response.read(CHUNK):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    expected_size = archive.size if archive.size is not None else total
+    if expected_size is not None and received != expected_size:
+        raise DatasetError(
+            f"download of {archive.url} stopped after {received} of {expected_size} bytes; run again to retry"
+        )
+    if archive.sha256 is not None and digest.hexdigest() != archive.sha256.lower():
+        raise DatasetError(
+            f"download of {archive.url} is corrupt or was altered: sha256 {digest.hexdigest()} but expected "
+            f"{archive.sha256}; nothing was kept. Run again, or fetch the file by hand and compare its sha256"
+        )
+
+
+def download(archive: Archive, dest: Path, progress: bool = False, timeout: float = 60.0) -> Path:
+    """Download `archive.url` to `dest` (atomically, verified).
+
+    Network failures raise `OSError` (`urllib.error.URLError`) or `http.client.HTTPException`.
+    """
+    print(f"downloading {archive.url} -> {dest}", file=sys.stderr)
+    with urllib.request.urlopen(archive.url, timeout=timeout) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        return atomic_write(dest, lambda out: _copy_verified(response, out, archive, total, progress))
+
+
+def _extract_all(path: Path, into: Path) -> None:
+    """Unpack a zip or tar(.gz/.bz2/.xz); every member is read fully, so CRC errors surface here."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(into)  # member names are sanitised by zipfile; reading checks each CRC
+        return
+    with tarfile.open(path, "r:*") as tf:
+        if hasattr(tarfile, "data_filter"):
+            tf.extractall(into, filter="data")
+            return
+        for member in tf.getmembers():  # Python without extraction filters: refuse anything unsafe
+            target = (into / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or into.resolve() not in (target, *target.parents):
+                raise tarfile.TarError(f"unsafe member {member.name!r}")
+        tf.extractall(into)
+
+
+def extract(archive: Archive, path: Path, root: Path) -> None:
+    """Extract `path` and move `archive.folders` under `root`; all or nothing per folder."""
+    targets = {inner: (root / dest, count) for inner, (dest, count) in archive.folders.items()}
+    pending = {}
+    for inner, (target, count) in targets.items():
+        if target.exists():
+            found = len(list_images(target))
+            if found != count:
+                raise DatasetError(
+                    f"{target} already exists but holds {found} images instead of {count}; remove it and run again"
+                )
+        else:
+            pending[inner] = (target, count)
+    if not pending:
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".extract-{archive.filename}-"))
+    try:
+        try:
+            _extract_all(path, tmp)
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError) as e:
+            raise DatasetError(
+                f"{path} is not a complete {archive.filename} archive ({e}); delete it and run again to download "
+                f"it anew (from {archive.url})"
+            ) from None
+        for inner, (_, count) in pending.items():
+            found = len(list_images(tmp / inner))
+            if found != count:
+                raise DatasetError(
+                    f"{path}: expected {count} images in {inner}/ inside the archive, found {found}; the file is "
+                    f"not the expected {archive.filename} (from {archive.url})"
+                )
+        for inner, (target, count) in pending.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                (tmp / inner).rename(target)
+            except OSError:  # another process (e.g. another DDP rank) got there first
+                if len(list_images(target)) != count:
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fetch(archive: Archive, root: Path, allow_download: bool = True, progress: bool = False) -> None:
+    """Make `archive.folders` exist under `root`, from `root/downloads/<file>` or by downloading it.
+
+    An archive the user placed in `downloads/` is kept; one we downloaded is deleted once extracted,
+    or when it turns out broken, so that the next run downloads it again.
+    """
+    path = root / "downloads" / archive.filename
+    placed = path.is_file()
+    if not placed:
+        if not allow_download:
+            raise DatasetError(f"{path} is missing and downloading is disabled")
+        try:
+            download(archive, path, progress=progress)
+        except (OSError, http.client.HTTPException) as e:  # URLError is an OSError
+            reason = e.reason if type(e) is urllib.error.URLError else e
+            raise DatasetError(f"downloading {archive.url} failed ({reason})") from None
+    try:
+        extract(archive, path, root)
+    except DatasetError:
+        if not placed:
+            path.unlink(missing_ok=True)
+        raise
+    if not placed:
+        path.unlink(missing_ok=True)
