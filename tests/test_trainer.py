@@ -1,0 +1,288 @@
+"""The trainer's parts: data order, EMA, weight transfer, checkpoints, resume checks, NaN stops, model files."""
+import re
+
+import numpy as np
+import pytest
+import torch
+from trainer_fixtures import make_images, tiny_config, write_config
+
+from torch_sr.archs.rrdbnet import RRDBNet
+from torch_sr.checkpoint.files import read_weights
+from torch_sr.checkpoint.model_file import load_model
+from torch_sr.cli.train import main
+from torch_sr.config.validate import validate_config
+from torch_sr.errors import CheckpointError, ConfigError
+from torch_sr.training.checkpointing import read_checkpoint
+from torch_sr.training.data import NumberedSamples
+from torch_sr.training.ema import ModelEMA
+from torch_sr.training.resume import config_differences, may_change
+from torch_sr.training.rng import derive_seed
+from torch_sr.training.sampler import GlobalBatchSampler
+from torch_sr.training.transfer import load_fitting_weights
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return make_images(root / "train", 5, (40, 44)), make_images(root / "val", 2, (32, 36), seed=1)
+
+
+@pytest.fixture
+def run(folders, tmp_path, monkeypatch):
+    """`run(changes, *flags) -> exit code`: the CLI on a tiny config, in a fresh working directory."""
+    monkeypatch.chdir(tmp_path)
+
+    def go(changes=None, *flags, sections=None):
+        """`changes` are merged into the tiny config; `sections` replace whole sections."""
+        path = write_config(tmp_path / "tiny.json", {**tiny_config(*folders, **(changes or {})), **(sections or {})})
+        return main([str(path), "--device", "cpu", *flags])
+
+    return go
+
+
+# -- data order ------------------------------------------------------------------------------------
+
+
+def test_ranks_share_each_global_batch_without_overlap():
+    one = list(GlobalBatchSampler(8, 3, 6))
+    assert one == [list(range(24, 32)), list(range(32, 40)), list(range(40, 48))]
+    ranks = [list(GlobalBatchSampler(8, 3, 6, rank=r, world_size=4)) for r in range(4)]
+    for i in range(3):
+        assert sorted(sum((ranks[r][i] for r in range(4)), [])) == one[i]
+    with pytest.raises(ConfigError, match="batch_size 6 .* 4 processes"):
+        GlobalBatchSampler(6, 0, 1, world_size=4)
+
+
+class Recorder:
+    """A dataset that returns which item and which RNG draw it was asked for."""
+
+    def __init__(self, n):
+        self.n, self.state = n, {}
+
+    def __len__(self):
+        return self.n
+
+    def load_state_dict(self, state):
+        self.state = dict(state)
+
+    def __getitem__(self, i):
+        return i, float(np.random.default_rng([self.state["seed"], self.state["draws"]]).random())
+
+
+def test_sample_numbers_fix_item_and_randomness_whatever_the_access_order():
+    a, b = NumberedSamples(Recorder(7), seed=3), NumberedSamples(Recorder(7), seed=3)
+    forward = [a[g] for g in range(21)]
+    backward = [b[g] for g in reversed(range(21))][::-1]
+    assert forward == backward
+    for epoch in range(3):  # each epoch visits every item once, in its own order
+        assert sorted(i for i, _ in forward[epoch * 7 : epoch * 7 + 7]) == list(range(7))
+    assert [i for i, _ in forward[:7]] != [i for i, _ in forward[7:14]]
+    assert len({r for _, r in forward}) == 21  # a fresh random stream per sample number
+
+
+def test_each_epoch_crops_an_image_afresh_and_a_sample_number_always_alike(folders):
+    from torch_sr.data.datasets import SRTrainDataset
+    from torch_sr.training.sampler import epoch_permutation
+
+    paths = sorted(folders[0].glob("*.png"))
+    samples = NumberedSamples(SRTrainDataset(paths, 4, 16, seed=5), seed=5)
+    n = len(samples)
+    # the sample numbers at which epochs 0 and 1 visit image 0
+    g0, g1 = (e * n + int(np.argmax(epoch_permutation(5, e, n) == 0)) for e in (0, 1))
+    first, again, later = samples[g0], samples[g0], samples[g1]
+    assert torch.equal(first["hr"], again["hr"]) and torch.equal(first["lr"], again["lr"])
+    assert not torch.equal(first["hr"], later["hr"])
+
+
+def test_derived_seeds_are_distinct_and_stable():
+    seeds = {derive_seed(0, "data", 0), derive_seed(0, "data", 1), derive_seed(1, "data", 0), derive_seed(0, "g", 0)}
+    assert len(seeds) == 4 and all(0 <= s < 2**63 for s in seeds)
+    assert derive_seed(0, "data", 1) == derive_seed(0, "data", 1)
+
+
+# -- EMA, gradient clipping and weight transfer ----------------------------------------------------
+
+
+def test_gradient_clipping_bounds_the_step():
+    from torch_sr.training.loop import backward, optimizer_step
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.SGD([p], lr=1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    backward((p * torch.tensor([30.0, 40.0, 0.0, 0.0])).sum(), opt, scaler)
+    optimizer_step(opt, scaler, [p], clip=0.5)
+    assert torch.allclose(p.detach(), torch.tensor([-0.3, -0.4, 0.0, 0.0]))  # gradient norm 50 clipped to 0.5
+    backward((p * 2).sum(), opt, scaler)
+    optimizer_step(opt, scaler, [p], clip=None)
+    assert torch.allclose(p.detach(), torch.tensor([-2.3, -2.4, -2.0, -2.0]))
+
+
+def test_ema_follows_the_weights_with_its_decay():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEMA(net, 0.75)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net.train()(torch.randn(4, 2))  # batch-norm statistics move too
+    ema.update(net)
+    for k, v in ema.state_dict().items():
+        now = net.state_dict()[k]
+        expected = now if not v.is_floating_point() else 0.75 * start[k] + 0.25 * now
+        assert torch.allclose(v, expected.to(v.dtype)), k
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_weights_load_where_they_fit_and_the_rest_is_reported():
+    x2 = RRDBNet(scale_factor=2, rrdb_channels=8, growth_channels=4, num_basic_blocks=1, num_dense_blocks=1)
+    x4 = RRDBNet(scale_factor=4, rrdb_channels=8, growth_channels=4, num_basic_blocks=1, num_dense_blocks=1)
+    report = load_fitting_weights(x4, x2.state_dict())
+    assert report.missing == ["conv_up2.weight", "conv_up2.bias"] and not report.reshaped and not report.unexpected
+    assert torch.equal(x4.conv_first.weight, x2.conv_first.weight) and "conv_up1.weight" in report.loaded
+    wide = RRDBNet(scale_factor=4, rrdb_channels=16, growth_channels=4, num_basic_blocks=1, num_dense_blocks=1)
+    report = load_fitting_weights(x4, wide.state_dict())
+    assert ("conv_first.weight", (16, 3, 3, 3), (8, 3, 3, 3)) in report.reshaped and not report.complete
+    assert "kept fresh" in report.summary()
+
+
+# -- a run's files ---------------------------------------------------------------------------------
+
+
+def test_a_run_writes_named_models_and_safe_loadable_checkpoints(run, tmp_path):
+    changes = {"pretraining": {"ema_decay": 0.9, "num_iterations": 6, "val_interval": 1}}
+    assert run(changes, "-i", "2", "-s", "3", "-w", "3") == 0
+    out = tmp_path / "saved_models"
+    names = sorted(p.name for p in out.iterdir())
+    ts = names[0].split("_")[0]
+    assert re.fullmatch(r"\d{10}", ts) and all(n.startswith(ts + "_RRDB_") for n in names)
+    assert names == sorted(
+        f"{ts}_RRDB_{stage}_x4_{kind}.pth"
+        for stage, kinds in (("PSNR", ("iter3_model", "iter6_model")), ("ESRGAN", ("iter3_model",)))
+        for kind in ("best_model", "final_model", "checkpoint", *kinds)
+    )
+    ckpt_path = out / f"{ts}_RRDB_PSNR_x4_checkpoint.pth"
+    raw = torch.load(ckpt_path, weights_only=True)  # tensors and plain containers only
+    t = raw["training"]
+    assert (t["stage"], t["iteration"], t["total_iterations"], t["epoch"]) == ("PSNR", 6, 6, 4)
+    assert set(t) >= {"optimizers", "schedulers", "scalers", "rng", "data", "config", "best", "discriminator"}
+    assert isinstance(t["rng"]["torch"], torch.Tensor) and isinstance(t["rng"]["numpy"]["keys"], torch.Tensor)
+    assert t["data"] == {"seed": t["data"]["seed"], "next_sample": 24, "batch_size": 4, "dataset_size": 5}
+    assert validate_config(t["config"]).pretraining.ema_decay == 0.9
+    # load_model reads a checkpoint as a model file, preferring the EMA weights
+    model = load_model(ckpt_path)
+    assert torch.equal(model.conv_first.weight, raw["state_dict_ema"]["conv_first.weight"])
+    assert not torch.equal(raw["state_dict"]["conv_first.weight"], raw["state_dict_ema"]["conv_first.weight"])
+    assert model.meta["stage"] == "PSNR" and model.meta["iteration"] == 6
+    # the best model is chosen only from iteration 3 (-w 3) on, by validation PSNR
+    best = torch.load(out / f"{ts}_RRDB_PSNR_x4_best_model.pth", weights_only=True)
+    assert best["meta"]["iteration"] >= 3 and "val/psnr" in best["meta"]["validation"]
+    assert torch.load(out / f"{ts}_RRDB_PSNR_x4_iter3_model.pth", weights_only=True)["meta"]["iteration"] == 3
+    # stage 2 keeps no EMA unless configured; its best model is chosen by the validation image loss
+    gan = torch.load(out / f"{ts}_RRDB_ESRGAN_x4_checkpoint.pth", weights_only=True)
+    assert "state_dict_ema" not in gan and gan["training"]["best"]["metric"] == "image_loss"
+    assert gan["training"]["discriminator"] and gan["training"]["step_offset"] == 6
+    assert read_weights(out / f"{ts}_RRDB_ESRGAN_x4_final_model.pth")[0]["meta"]["stage"] == "ESRGAN"
+
+
+def test_stage_two_starts_from_the_stage_one_model(run, tmp_path):
+    with pytest.warns(UserWarning, match="--autocast needs CUDA"):  # and float32 training goes on
+        assert run({"pretraining": {"ema_decay": 0.5}, "training": {"g_lr": 1e-12, "d_lr": 1e-12}}, "-a") == 0
+    out = tmp_path / "saved_models"
+    psnr = torch.load(next(out.glob("*PSNR*final_model.pth")), weights_only=True)
+    gan = torch.load(next(out.glob("*ESRGAN*final_model.pth")), weights_only=True)
+    for k, v in gan["state_dict"].items():  # the EMA weights, as load_model(stage-1 final) gives them
+        assert torch.allclose(v, psnr["state_dict_ema"][k], atol=1e-9), k
+
+
+# -- resuming --------------------------------------------------------------------------------------
+
+
+def test_resuming_with_a_config_that_changes_the_run_names_the_keys(run, tmp_path, capsys):
+    assert run(None, "--stop-after", "2") == 0
+    changed = {"batch_size": 2, "generator": {"rrdb_channels": 4}, "logging": {"log_interval": 5}}
+    assert run(changed, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "batch_size: checkpoint 4, config 2" in err and "generator/rrdb_channels: checkpoint 8, config 4" in err
+    assert "logging" not in err
+    # lengths, validation and logging may change
+    longer = {"pretraining": {"num_iterations": 5, "val_interval": 5}, "logging": {"log_interval": 5}}
+    assert run(longer, "--resume") == 0
+    ckpt = read_checkpoint(next((tmp_path / "saved_models").glob("*PSNR*checkpoint.pth")))
+    assert ckpt["training"]["iteration"] == 5 and ckpt["training"]["config"]["pretraining"]["num_iterations"] == 5
+
+
+def test_config_differences_and_what_may_change():
+    a = {"batch_size": 4, "pretraining": {"num_iterations": 4, "lr": 1e-3}, "perceptual_loss": {"layer_weights": {}}}
+    b = {**a, "pretraining": {"num_iterations": 8, "lr": 1e-3}, "perceptual_loss": {"layer_weights": {"b": 1}}}
+    assert config_differences(a, b) == {
+        "perceptual_loss/layer_weights": ({}, {"b": 1}),
+        "pretraining/num_iterations": (4, 8),
+    }
+    assert may_change("pretraining/num_iterations") and may_change("logging/dir") and may_change("data/num_workers")
+    assert not may_change("pretraining/lr") and not may_change("seed") and not may_change("datax")
+
+
+def test_resume_needs_something_to_resume(run, tmp_path, capsys):
+    assert main(["--resume", "--output-dir", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint in" in capsys.readouterr().err
+    model = tmp_path / "model.pth"
+    from torch_sr.checkpoint.model_file import save_model
+
+    save_model(RRDBNet(rrdb_channels=8, growth_channels=4, num_basic_blocks=1), model)
+    assert main(["-l", str(model)]) == 2
+    assert "not a training checkpoint" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        read_checkpoint(model)
+
+
+# -- a loss that blows up --------------------------------------------------------------------------
+
+
+def test_a_non_finite_loss_stops_with_the_loss_and_iteration_and_keeps_the_last_checkpoint(run, tmp_path, capsys):
+    assert run({"pretraining": {"lr": 1e30, "num_iterations": 10}}, "-i", "1") == 2
+    err = capsys.readouterr().err
+    match = re.search(r"PSNR stage, iteration (\d+): the (content|g_total) loss is (nan|inf)", err)
+    assert match, err
+    ckpt_path = next((tmp_path / "saved_models").glob("*PSNR*checkpoint.pth"))
+    assert f"the last good checkpoint is saved_models/{ckpt_path.name}" in err
+    ckpt = read_checkpoint(ckpt_path)
+    assert ckpt["training"]["iteration"] == int(match.group(1)) - 1  # the last finite iteration
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+# -- any registered pair trains --------------------------------------------------------------------
+
+TINY_ARCHS = {
+    "srcnn": {"kernel_sizes": [3, 1, 3], "num_filters": [8, 4]},
+    "srresnet": {"num_channels": 8, "num_blocks": 1},
+    "resnet_pixelshuffle": {"num_channels": 8, "num_blocks": 1},
+    "unet_resnet18": {"decoder_channels": [8, 8, 8, 8, 8], "pretrained_encoder": False},
+}
+
+
+@pytest.mark.parametrize(
+    "generator, discriminator",
+    [*((g, "vgg_discriminator") for g in TINY_ARCHS), ("srresnet", "srgan_discriminator")],
+)
+def test_every_registered_generator_and_discriminator_trains_both_stages(run, tmp_path, generator, discriminator):
+    from torch_sr.archs.registry import DISCRIMINATORS, GENERATORS
+
+    assert set(TINY_ARCHS) | {"rrdbnet"} == set(GENERATORS) and discriminator in DISCRIMINATORS
+    d = {"arch": discriminator, "num_channels": 4, "fc_features": 8, "input_size": 16}
+    if discriminator == "vgg_discriminator":
+        d = {"arch": discriminator, "vgg_blk_ch": [8, 8], "fc_features": [8], "input_size": 16}
+    stage = {"num_iterations": 1, "val_interval": 1}
+    sections = {"generator": {"arch": generator, **TINY_ARCHS[generator]}, "discriminator": d}
+    assert run({"pretraining": stage, "training": stage}, sections=sections) == 0
+    model_name = {"srcnn": "SRCNN", "srresnet": "SRResNet"}.get(generator, generator)
+    gan_name = {"srresnet": "SRGAN"}.get(generator, "GAN")
+    stamp = next((tmp_path / "saved_models").glob("*_final_model.pth")).name.split("_")[0]
+    for stage_name in ("PSNR", gan_name):
+        model = load_model(tmp_path / "saved_models" / f"{stamp}_{model_name}_{stage_name}_x4_final_model.pth")
+        assert model.arch_name == generator and model.meta["stage"] == stage_name
+
+
+def test_whole_images_of_different_sizes_need_batch_size_1(run, capsys):
+    assert run({"pretraining": {"cr_patch_size": None}}) == 2
+    err = capsys.readouterr().err
+    assert "cr_patch_size is null (whole images) but the training images differ in size or are not square" in err

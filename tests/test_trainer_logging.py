@@ -1,0 +1,70 @@
+"""Run logs: TensorBoard scalars and images, Weights & Biases (offline), the text log, the console."""
+import pytest
+from trainer_fixtures import make_images, tiny_config, write_config
+
+from torch_sr.cli.train import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("logging")
+    train, val = make_images(root / "train", 4, (32, 32)), make_images(root / "val", 2, (32, 32), seed=1)
+    logging = {"dir": str(root / "runs"), "tensorboard": True, "wandb": True, "wandb_project": "t", "val_images": 2}
+    cfg = tiny_config(train, val, logging=logging)
+    path = write_config(root / "logged.json", cfg)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "offline")
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_CONSOLE", "off")
+        assert main([str(path), "--output-dir", str(root / "out"), "--device", "cpu", "--run-name", "r1"]) == 0
+    return root / "runs" / "r1"
+
+
+def test_tensorboard_events_hold_losses_validation_scores_and_sample_images(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    scalars, images = set(events.Tags()["scalars"]), set(events.Tags()["images"])
+    assert {"PSNR/train/content", "PSNR/train/g_total", "PSNR/lr/generator", "PSNR/val/val/psnr", "PSNR/val/val/ssim",
+            "PSNR/val/val/bicubic_psnr", "PSNR/val/val/content"} <= scalars  # fmt: skip
+    assert {"ESRGAN/train/perceptual", "ESRGAN/train/adversarial", "ESRGAN/train/d_total", "ESRGAN/lr/discriminator",
+            "ESRGAN/val/val/perceptual", "ESRGAN/val/val/loss"} <= scalars  # fmt: skip
+    # stage 2's steps continue after stage 1's four iterations
+    assert [e.step for e in events.Scalars("PSNR/train/content")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Scalars("ESRGAN/train/d_total")] == [5, 6, 7, 8]
+    assert [e.step for e in events.Scalars("PSNR/val/val/psnr")] == [2, 4]
+    assert {"PSNR/samples/val/img00", "PSNR/samples/val/img01", "ESRGAN/samples/val/img00"} <= images
+    sample = events.Images("PSNR/samples/val/img00")[-1]
+    assert (sample.width, sample.height) == (3 * 32, 32)  # bicubic | SR | HR
+
+
+def test_wandb_offline_run_holds_the_logged_keys_and_images(run_dir):
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    data = next(runs[0].glob("run-*.wandb")).read_bytes()
+    for key in (b"PSNR/train/content", b"ESRGAN/train/d_total", b"ESRGAN/val/val/psnr", b"PSNR/lr/generator"):
+        assert key in data, key
+    assert list((runs[0] / "files" / "media" / "images").rglob("*.png"))
+
+
+def test_text_log_has_losses_validation_and_best_models(run_dir):
+    log = (run_dir / "train.log").read_text()
+    assert "PSNR 1/4 epoch 1: content" in log and "it/s" in log and "lr_g 0.0005" in log
+    assert "PSNR validation at iteration 2: val/psnr" in log
+    assert "ESRGAN 4/4 epoch" in log and "d_total" in log
+    assert "ESRGAN: best validation image_loss" in log
+
+
+def test_the_progress_bar_shows_the_current_losses(tmp_path, capsys):
+    from torch_sr.config.validate import validate_config
+    from torch_sr.training.run import train
+    from torch_sr.training.session import TrainOptions
+
+    train_dir, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32))
+    cfg = tiny_config(train_dir, val, logging={"dir": str(tmp_path / "runs"), "log_file": False})
+    options = TrainOptions(output_dir=tmp_path / "out", progress=True, echo=False)
+    train(validate_config(cfg, "bar"), options)
+    captured = capsys.readouterr()
+    assert captured.out == ""  # echo=False: nothing on stdout
+    assert "PSNR: 100%" in captured.err and "content=" in captured.err and "d_total=" in captured.err

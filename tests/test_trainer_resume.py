@@ -1,0 +1,74 @@
+"""Exact resume: N iterations straight equal N/2, a stop, and N/2 more, bit for bit (CPU, deterministic)."""
+import pytest
+import torch
+from trainer_fixtures import assert_same_state, make_images, tiny_config, write_config
+
+from torch_sr.cli.train import main
+
+# Settings a resumed run must reproduce: EMA in both stages, LR-only degradations (albumentations)
+# in stage 1, gradient clipping and a warm-up/cosine schedule in stage 2.
+CHANGES = {
+    "pretraining": {"ema_decay": 0.9, "hard_transforms": True},
+    "training": {"ema_decay": 0.99, "grad_clip_norm": 0.5, "scheduler": "cosine", "warmup_iterations": 1},
+}
+RUN_DEPENDENT = ("timestamp", "run_name")  # differ between separate runs by design
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    train, val = make_images(root / "train", 5, (40, 44)), make_images(root / "val", 1, (32, 32), seed=1)
+    cfg = tiny_config(train, val, **CHANGES, logging={"dir": str(root / "runs")})
+    path = write_config(root / "tiny.json", cfg)
+    assert main([str(path), "--output-dir", str(root / "straight"), "--device", "cpu", "-i", "100"]) == 0
+    return root, cfg, checkpoints(root / "straight")
+
+
+def checkpoints(out):
+    found = {p.name.split("_")[2]: torch.load(p, weights_only=True) for p in out.glob("*_checkpoint.pth")}
+    assert set(found) == {"PSNR", "ESRGAN"}
+    return found
+
+
+def comparable(ckpt):
+    """A checkpoint without what names the run (timestamp, run name) and the logging settings."""
+    ckpt = {**ckpt, "meta": {k: v for k, v in ckpt["meta"].items() if k not in (*RUN_DEPENDENT, "config")}}
+    training = {k: v for k, v in ckpt["training"].items() if k not in RUN_DEPENDENT}
+    training["config"] = {k: v for k, v in training["config"].items() if k not in ("logging", "data")}
+    return {**ckpt, "training": training}
+
+
+@pytest.mark.parametrize(
+    "stop_after, workers",
+    [(2, 0), (4, 0), (6, 2)],
+    ids=["in-stage-1", "at-the-stage-boundary", "in-stage-2-then-2-workers"],
+)
+def test_interrupted_run_resumes_bit_identically(straight, tmp_path, stop_after, workers):
+    root, cfg, expected = straight
+    out = tmp_path / "out"
+    first = write_config(tmp_path / "first.json", cfg)
+    flags = ["--output-dir", str(out), "--device", "cpu", "-i", "100"]
+    assert main([str(first), *flags, "--stop-after", str(stop_after)]) == 0
+    stage, iteration = ("PSNR", stop_after) if stop_after <= 4 else ("ESRGAN", stop_after - 4)
+    stopped = torch.load(next(out.glob(f"*_{stage}_x4_checkpoint.pth")), weights_only=True)
+    assert stopped["training"]["iteration"] == iteration
+    # The second half may load its data with workers: the data order does not depend on them.
+    second = write_config(tmp_path / "second.json", {**cfg, "data": {"num_workers": workers, "cache": True}})
+    assert main([str(second), "--resume", *flags]) == 0
+    resumed = checkpoints(out)
+    for stage in ("PSNR", "ESRGAN"):
+        assert_same_state(comparable(resumed[stage]), comparable(expected[stage]), stage)
+    # the final models agree too (with their EMA weights)
+    for stage in ("PSNR", "ESRGAN"):
+        a = torch.load(next(out.glob(f"*_{stage}_x4_final_model.pth")), weights_only=True)
+        b = torch.load(next((root / "straight").glob(f"*_{stage}_x4_final_model.pth")), weights_only=True)
+        assert_same_state(a["state_dict_ema"], b["state_dict_ema"])
+        assert_same_state(a["state_dict"], b["state_dict"])
+
+
+def test_resuming_a_finished_run_trains_nothing(straight, capsys):
+    root, _, expected = straight
+    before = {p: p.stat().st_mtime_ns for p in (root / "straight").glob("*_checkpoint.pth")}
+    assert main(["--resume", "--output-dir", str(root / "straight"), "--device", "cpu"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (root / "straight").glob("*_checkpoint.pth")} == before
+    assert "final model:" in capsys.readouterr().out

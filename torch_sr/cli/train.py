@@ -1,0 +1,150 @@
+"""`train.py CONFIG`: PSNR pre-training, then GAN training, as the original project's train.py.
+
+Checkpoints and models go to `--output-dir` (default `saved_models/` under the working directory),
+logs to the config's `logging/dir`. `--resume` continues the newest checkpoint there (with its own
+config unless CONFIG is given, which must then agree with it); `-l/--load-checkpoint PATH` a given
+one. Under `torchrun` every process runs this same command.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch_sr.cli.common import EXIT_OK, reports_errors, resolve_device
+from torch_sr.errors import TorchSRError
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of iterations, got {value!r}")
+    return n
+
+
+def _non_negative(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of iterations >= 0, got {value!r}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a super-resolution model from a JSON config: PSNR pre-training of the generator, then "
+        "GAN training with the discriminator (ESRGAN). Start several processes with torchrun for "
+        "DistributedDataParallel.",
+    )
+    p.add_argument("config", nargs="?", type=Path, metavar="CONFIG", help="JSON config (optional when resuming)")
+    p.add_argument("-l", "--load-checkpoint", type=Path, metavar="PATH", help="continue from this training checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in --output-dir (a new run starts when there is none)",
+    )
+    p.add_argument("-a", "--autocast", action="store_true", help="mixed precision on CUDA (see --amp-dtype)")
+    p.add_argument(
+        "--amp-dtype",
+        choices=("fp16", "bf16"),
+        default="fp16",
+        help="autocast precision: fp16 with a gradient scaler (default) or bf16 (no scaler needed)",
+    )
+    p.add_argument("--no-data-parallel", action="store_true", help="use one GPU even when several are visible")
+    p.add_argument(
+        "-i",
+        "--checkpoint-interval",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="write the training checkpoint every N iterations (mini-batches; also at the end of each stage and "
+        "on Ctrl-C/SIGTERM) (default: %(default)s)",
+    )
+    p.add_argument(
+        "-w",
+        "--best-checkpoint-warmup",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="save the best model of a stage only from iteration N on (default: %(default)s)",
+    )
+    p.add_argument(
+        "-s",
+        "--store-model-interval",
+        type=_positive,
+        metavar="N",
+        help="also keep a model file every N iterations (<prefix>_iterN_model.pth)",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("saved_models"),
+        help="checkpoints and models (default: %(default)s)",
+    )
+    p.add_argument("--run-name", help="log directory name under logging/dir (default: <timestamp>_<config name>)")
+    p.add_argument("--data-root", type=Path, help="where datasets live (default: $TORCH_SR_DATA or the user cache)")
+    p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
+    p.add_argument(
+        "--stop-after",
+        type=_positive,
+        metavar="N",
+        help="stop after N iterations of this invocation, with a checkpoint (for time-limited jobs; then --resume)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal anyway)")
+    return p
+
+
+@reports_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from torch_sr.config.validate import load_config
+    from torch_sr.training.resume import find_checkpoint, resume_config
+    from torch_sr.training.run import train
+    from torch_sr.training.session import TrainingStopped, TrainOptions
+
+    cfg = load_config(args.config) if args.config is not None else None
+    path = find_checkpoint(args.load_checkpoint, args.resume, args.output_dir)
+    checkpoint = None
+    if path is not None:
+        cfg, checkpoint = resume_config(path, cfg)
+        print(f"continuing {path}", file=sys.stderr)
+    elif cfg is None:
+        where = f"no checkpoint in {args.output_dir} to resume; " if args.resume else ""
+        raise TorchSRError(f"{where}give a CONFIG file to start a run")
+    elif args.resume:
+        print(f"no checkpoint in {args.output_dir}: starting a new run", file=sys.stderr)
+    device = resolve_device(args.device)
+    if args.autocast and device.type != "cuda":
+        warnings.warn("--autocast needs CUDA; training in float32 on the CPU", stacklevel=1)
+    options = TrainOptions(
+        output_dir=args.output_dir,
+        checkpoint_interval=args.checkpoint_interval,
+        best_checkpoint_warmup=args.best_checkpoint_warmup,
+        store_model_interval=args.store_model_interval,
+        device=device,
+        autocast=args.autocast,
+        amp_dtype=args.amp_dtype,
+        data_parallel=not args.no_data_parallel,
+        run_name=args.run_name,
+        data_root=args.data_root,
+        download=not args.no_download,
+        stop_after=args.stop_after,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    try:
+        result = train(cfg, options, checkpoint)
+    except TrainingStopped as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
+    for final in result.final_models:
+        print(f"final model: {final}")
+    return EXIT_OK

@@ -1,0 +1,152 @@
+"""`train(cfg, options)`: both stages of a run, from scratch or from a checkpoint.
+
+A stage is composed, not subclassed: the config's generator (and, in stage 2, discriminator),
+the stage's `Objective` and its data go into a `TrainState` that `loop.train_stage` trains. Stage 2
+starts from what `load_model` would load from stage 1's final model (the EMA weights when stage 1
+kept an EMA, else the raw ones), copied with `load_fitting_weights`, which also lets a later stage
+change the network where shapes allow and reports what it could not carry over.
+"""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
+from torch_sr.config.schema import TrainConfig
+from torch_sr.training.checkpointing import model_path
+from torch_sr.training.data import build_train_set, build_val_sets, stage_iterations
+from torch_sr.training.distributed import init_distributed, shutdown_distributed, wrap_model
+from torch_sr.training.ema import ModelEMA
+from torch_sr.training.loop import train_stage
+from torch_sr.training.objective import Objective
+from torch_sr.training.rng import derive_seed, set_rng_state
+from torch_sr.training.session import Session, TrainOptions
+from torch_sr.training.signals import stop_on_signals
+from torch_sr.training.stages import Stage, build_stages
+from torch_sr.training.state import TrainState, build_optimizers, network_seed, seeded
+from torch_sr.training.transfer import load_fitting_weights
+
+
+@dataclass
+class RunResult:
+    """Where the run left its files."""
+
+    final_models: list[Path]
+    checkpoint: Path | None
+    run_dir: Path | None
+
+
+def train(cfg: TrainConfig, options: TrainOptions, checkpoint: dict[str, Any] | None = None) -> RunResult:
+    """Run the stages of `cfg` (continuing `checkpoint`, a `read_checkpoint` result, when given).
+
+    Raises `TrainingStopped` when a signal or `options.stop_after` ends it early (a checkpoint is
+    written first) and `NonFiniteLossError` when a loss becomes NaN/inf.
+    """
+    ctx = init_distributed(torch.device(options.device))
+    try:
+        if ctx.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if checkpoint is None:
+            _seed_global_rngs(derive_seed(cfg.seed, "global"))
+        t = checkpoint["training"] if checkpoint is not None else {}
+        timestamp = int(t.get("timestamp") or time.time())
+        run_name = options.run_name or cfg.logging.run_name or t.get("run_name") or _default_run_name(cfg, timestamp)
+        purge = t["step_offset"] + t["iteration"] if t else None
+        with stop_on_signals() as stop:
+            session = Session(cfg, options, ctx, stop, timestamp, run_name, purge_step=purge)
+            try:
+                finals = _run_stages(session, checkpoint)
+            finally:
+                session.close()
+        return RunResult(finals, session.last_checkpoint, session.run_dir)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _default_run_name(cfg: TrainConfig, timestamp: int) -> str:
+    stem = Path(cfg.source).stem if cfg.source else "run"
+    return f"{timestamp}_{stem}"
+
+
+def _seed_global_rngs(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Path]:
+    cfg = session.cfg
+    stages = build_stages(cfg)
+    first = int(checkpoint["training"]["stage_index"]) if checkpoint is not None else 0
+    carried: dict[str, torch.Tensor] | None = None
+    step_offset, finals = 0, []
+    for stage in stages[first:]:
+        resume = checkpoint if stage.index == first else None
+        state, objective, train_set, val_sets = prepare_stage(session, stage, resume, carried, step_offset)
+        session.logger.info(
+            f"{stage.label} stage: iterations {state.iteration}/{state.total_iterations}, "
+            f"{len(train_set)} training items, batch {cfg.batch_size}, {session.ctx.world_size} process(es) on "
+            f"{session.device}"
+        )
+        train_stage(session, state, objective, train_set, val_sets)
+        carried = state.evaluated_generator.state_dict()
+        step_offset = state.step_offset + state.total_iterations
+        if session.ctx.is_main:
+            finals.append(model_path(session.options.output_dir, session.prefix(stage), "final"))
+    return finals
+
+
+def prepare_stage(
+    session: Session,
+    stage: Stage,
+    checkpoint: dict[str, Any] | None,
+    init_weights: dict[str, torch.Tensor] | None,
+    step_offset: int,
+) -> tuple[TrainState, Objective, Any, dict[str, Any]]:
+    """A stage's networks, optimisers, objective and data: fresh, from the previous stage, or resumed."""
+    cfg, options, ctx, device = session.cfg, session.options, session.ctx, session.device
+    section = stage.section(cfg)
+    data_seed = derive_seed(cfg.seed, "data", stage.index)
+    train_set = build_train_set(cfg, section, data_seed, options.data_root, options.download)
+    total = stage_iterations(section, len(train_set), cfg.batch_size)
+    val_sets = build_val_sets(cfg, section, options.data_root, options.download) if ctx.is_main else {}
+
+    generator = seeded(network_seed(cfg, "generator", stage), lambda: build_generator_from_config(cfg))
+    if init_weights is not None and checkpoint is None:
+        report = load_fitting_weights(generator, init_weights)
+        session.logger.info(f"{stage.label} stage starts from the previous stage's generator: {report.summary()}")
+    generator.to(device, memory_format=session.memory_format)
+    discriminator = None
+    if stage.adversarial:
+        discriminator = seeded(network_seed(cfg, "discriminator", stage), lambda: build_discriminator_from_config(cfg))
+        discriminator.to(device, memory_format=session.memory_format)
+    objective = seeded(network_seed(cfg, "loss", stage), lambda: Objective(cfg, section, stage.adversarial, device))
+    if objective.perceptual is not None:
+        objective.perceptual.to(memory_format=session.memory_format)
+    ema = ModelEMA(generator, section.ema_decay) if section.ema_decay is not None else None
+    nets = {"generator": generator, "discriminator": discriminator}
+    optimizers, schedulers, scalers = build_optimizers(nets, section, total, session.scaler_enabled, device.type)
+    state = TrainState(
+        stage,
+        wrap_model(generator, ctx, options.data_parallel),
+        wrap_model(discriminator, ctx, options.data_parallel) if discriminator is not None else None,
+        optimizers,
+        schedulers,
+        scalers,
+        ema,
+        total_iterations=total,
+        data_seed=data_seed,
+        dataset_size=len(train_set),
+        batch_size=cfg.batch_size,
+        step_offset=step_offset,
+    )
+    if checkpoint is not None:
+        state.load_training_dict(checkpoint)
+        set_rng_state(checkpoint["training"]["rng"])
+    return state, objective, train_set, val_sets

@@ -1,0 +1,53 @@
+"""Ctrl-C and SIGTERM ask training to stop at the next iteration, after writing a checkpoint.
+
+The handler only records the request; the loop acts on it where the state is consistent (before
+a mini-batch changes any weight), so the checkpoint it writes resumes exactly. A second Ctrl-C
+gives up waiting and raises `KeyboardInterrupt` at once.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class StopRequest:
+    """Why training should stop, if it should: the signal number, or a reason of our own."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as a shell reports a process killed by it."""
+        return 128 + (self.signum or 0)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turn SIGINT/SIGTERM into a `StopRequest` while the block runs (main thread only)."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.signum = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
