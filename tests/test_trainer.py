@@ -286,3 +286,24 @@ def test_whole_images_of_different_sizes_need_batch_size_1(run, capsys):
     assert run({"pretraining": {"cr_patch_size": None}}) == 2
     err = capsys.readouterr().err
     assert "cr_patch_size is null (whole images) but the training images differ in size or are not square" in err
+
+
+
+def test_psnr_only_run_then_gan_stage_alone_from_init_weights(run, tmp_path):
+    assert run({"training": {"enabled": False}}) == 0
+    out = tmp_path / "saved_models"
+    assert sorted({p.name.split("_")[2] for p in out.iterdir()}) == ["PSNR"]
+    psnr_final = next(out.glob("*PSNR*final_model.pth"))
+    changes = {"pretraining": {"enabled": False}, "training": {"g_lr": 1e-12, "d_lr": 1e-12},
+               "init_weights": str(psnr_final)}
+    assert run(changes, "--output-dir", "gan") == 0  # a learning rate too small to move the weights
+    assert sorted({p.name.split("_")[2] for p in (tmp_path / "gan").iterdir()}) == ["ESRGAN"]
+    psnr = torch.load(psnr_final, weights_only=True)["state_dict"]
+    gan = torch.load(next((tmp_path / "gan").glob("*ESRGAN*final_model.pth")), weights_only=True)["state_dict"]
+    for k, v in gan.items():
+        assert torch.allclose(v, psnr[k], atol=1e-9), k
+
+
+def test_disabling_both_stages_is_a_config_error():
+    with pytest.raises(ConfigError, match="both stages are disabled"):
+        validate_config({"pretraining": {"enabled": False}, "training": {"enabled": False}}, "x.json")

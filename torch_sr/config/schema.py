@@ -126,6 +126,7 @@ class PretrainingConfig:
 
     EXCLUSIVE = (("num_epoch", "num_iterations"),)
 
+    enabled: bool = option(True, "false skips this stage (e.g. a PSNR-only model, or GAN training from init_weights)")
     num_epoch: int | None = option(10000, "Length in epochs (passes over train_datasets). " + _LENGTH, ge=1)
     num_iterations: int | None = option(None, "Length in iterations (mini-batches). " + _LENGTH, ge=1)
     cr_patch_size: tuple[int, int] | None = option(
@@ -183,6 +184,7 @@ class TrainingConfig:
 
     EXCLUSIVE = (("num_epoch", "num_iterations"),)
 
+    enabled: bool = option(True, "false skips this stage: the run ends with the PSNR-oriented generator")
     num_epoch: int | None = option(8000, "Length in epochs (passes over train_datasets). " + _LENGTH, ge=1)
     num_iterations: int | None = option(None, "Length in iterations (mini-batches). " + _LENGTH, ge=1)
     cr_patch_size: tuple[int, int] | None = option(
@@ -351,6 +353,10 @@ class TrainConfig:
     batch_size: int = option(16, "Mini-batch size", ge=1)
     img_channels: int = option(3, "Image channels (3: RGB, 1: grey / Y)", ge=1)
     seed: int = option(0, "Seed of every random number generator (weights, data order, augmentation)", ge=0)
+    init_weights: str | None = option(
+        None, "Model file (any format load_model reads) whose weights start the first stage's generator; tensors "
+        "whose name or shape do not fit keep their fresh initialisation and are listed in the log",
+    )
     pretraining: PretrainingConfig = section(PretrainingConfig, "Stage 1: PSNR pre-training of the generator")
     training: TrainingConfig = section(TrainingConfig, "Stage 2: GAN training")
     generator: ArchConfig = field(
@@ -369,6 +375,8 @@ class TrainConfig:
     source: str = field(default="", compare=False, metadata={"internal": True})  # the file it came from
 
     def problems(self) -> Problems:
+        if not self.pretraining.enabled and not self.training.enabled:
+            yield "training/enabled", "both stages are disabled: nothing to train"
         for stage in ("pretraining", "training"):
             patch = getattr(self, stage).cr_patch_size
             if patch is not None and any(p % self.scale_factor for p in patch):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_sr.checkpoint.model_file import read_model_file
 from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
 from torch_sr.config.schema import TrainConfig
 from torch_sr.training.checkpointing import model_path
@@ -83,10 +84,10 @@ def _seed_global_rngs(seed: int) -> None:
 def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Path]:
     cfg = session.cfg
     stages = build_stages(cfg)
-    first = int(checkpoint["training"]["stage_index"]) if checkpoint is not None else 0
-    carried: dict[str, torch.Tensor] | None = None
+    first = int(checkpoint["training"]["stage_index"]) if checkpoint is not None else stages[0].index
+    carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
-    for stage in stages[first:]:
+    for stage in (s for s in stages if s.index >= first):
         resume = checkpoint if stage.index == first else None
         state, objective, train_set, val_sets = prepare_stage(session, stage, resume, carried, step_offset)
         session.logger.info(
@@ -100,6 +101,13 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
         if session.ctx.is_main:
             finals.append(model_path(session.options.output_dir, session.prefix(stage), "final"))
     return finals
+
+
+def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor] | None:
+    """The generator weights of `init_weights`, in this library's key layout, or None."""
+    if cfg.init_weights is None:
+        return None
+    return read_model_file(cfg.init_weights).state_dict
 
 
 def prepare_stage(
@@ -120,7 +128,8 @@ def prepare_stage(
     generator = seeded(network_seed(cfg, "generator", stage), lambda: build_generator_from_config(cfg))
     if init_weights is not None and checkpoint is None:
         report = load_fitting_weights(generator, init_weights)
-        session.logger.info(f"{stage.label} stage starts from the previous stage's generator: {report.summary()}")
+        origin = cfg.init_weights if step_offset == 0 else "the previous stage's generator"
+        session.logger.info(f"{stage.label} stage starts from {origin}: {report.summary()}")
     generator.to(device, memory_format=session.memory_format)
     discriminator = None
     if stage.adversarial:

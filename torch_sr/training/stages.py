@@ -30,12 +30,15 @@ class Stage:
 
 
 def build_stages(cfg: TrainConfig) -> list[Stage]:
-    """[PSNR pre-training, GAN training] for the config's generator."""
-    arch = cfg.generator.arch
-    return [
+    """The enabled ones of [PSNR pre-training, GAN training] for the config's generator.
+
+    A stage keeps its index when the other is disabled, so seeds and file names do not change.
+    """
+    stages = [
         Stage(0, "pretraining", "PSNR", adversarial=False),
-        Stage(1, "training", GAN_LABELS.get(arch, "GAN"), adversarial=True),
+        Stage(1, "training", GAN_LABELS.get(cfg.generator.arch, "GAN"), adversarial=True),
     ]
+    return [stage for stage in stages if stage.section(cfg).enabled]
 
 
 def file_prefix(timestamp: int, cfg: TrainConfig, stage: Stage) -> str:
