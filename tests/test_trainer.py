@@ -257,6 +257,7 @@ TINY_ARCHS = {
     "srresnet": {"num_channels": 8, "num_blocks": 1},
     "resnet_pixelshuffle": {"num_channels": 8, "num_blocks": 1},
     "unet_resnet18": {"decoder_channels": [8, 8, 8, 8, 8], "pretrained_encoder": False},
+    "srvgg": {"num_feat": 8, "num_conv": 2},
 }
 
 

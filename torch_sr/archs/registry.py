@@ -13,6 +13,7 @@ from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srcnn import SRCNN
 from torch_sr.archs.srgan_discriminator import SRGANDiscriminator
 from torch_sr.archs.srresnet import SRResNet
+from torch_sr.archs.srvgg import SRVGGNetCompact
 from torch_sr.archs.unet_resnet18 import UNetResNet18
 from torch_sr.archs.vgg_discriminator import VGGStyleDiscriminator
 
@@ -22,6 +23,7 @@ GENERATORS: dict[str, type[nn.Module]] = {
     "srresnet": SRResNet,
     "resnet_pixelshuffle": ResNetPixelShuffle,
     "unet_resnet18": UNetResNet18,
+    "srvgg": SRVGGNetCompact,
 }
 
 DISCRIMINATORS: dict[str, type[nn.Module]] = {

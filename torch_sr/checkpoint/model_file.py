@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torch_sr.archs import resnet_pixelshuffle, srcnn, srresnet, unet_resnet18
+from torch_sr.archs import resnet_pixelshuffle, srcnn, srresnet, srvgg, unet_resnet18
 from torch_sr.archs.registry import GENERATORS, build_generator
 from torch_sr.checkpoint import rrdb_layouts
 from torch_sr.checkpoint.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
@@ -38,6 +38,7 @@ HPARAM_INFERENCE: dict[str, Callable[[StateDict], dict[str, Any] | None]] = {
     "resnet_pixelshuffle": resnet_pixelshuffle.infer_hparams,
     "unet_resnet18": unet_resnet18.infer_hparams,
     "srcnn": srcnn.infer_hparams,
+    "srvgg": srvgg.infer_hparams,
 }
 
 
