@@ -1,7 +1,12 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from torch_sr.cli.common import EXIT_ERROR, reports_errors, resolve_device
+from torch_sr.cli import common
+from torch_sr.cli.common import EXIT_ERROR, reports_errors
+from torch_sr.device import resolve_device
 from torch_sr.errors import CheckpointError, TorchSRError
 
 
@@ -24,6 +29,7 @@ def test_programming_errors_still_raise():
 
 
 def test_resolve_device():
+    assert common.resolve_device is resolve_device  # the commands use the library's, re-exported
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(TorchSRError, match="not a device name"):
@@ -31,3 +37,8 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(TorchSRError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_the_library_does_not_import_the_command_line_tools():
+    code = "import sys, torch_sr.inference.upscaler, torch_sr.device; assert 'torch_sr.cli' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

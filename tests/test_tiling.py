@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from reference_archs import randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
@@ -119,6 +120,41 @@ def test_only_tiles_reach_the_device_and_the_output_is_cpu_uint8():
     assert max(largest) <= 3 * (32 + 2) ** 2  # never more than one tile at a time
 
 
+class LargestFloatTensor(TorchDispatchMode):
+    """Records the largest float tensor any torch operation creates while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                self.largest = max(self.largest, t.numel() * t.element_size())
+        return out
+
+
+def test_assembly_holds_only_tiles_and_overlap_strips_as_float():
+    """A uint8 image in, uint8 out: no float copy of the input, the output or a band of tiles.
+
+    The largest float tensors may be one tile's prediction and the strip that two rows of tiles
+    share (overlap x scale rows, as wide as the output); a band of tiles as wide as the image,
+    or the whole input or output as float, is several times larger and fails this test.
+    """
+    x = (torch.rand(1, 3, 128, 512, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    fn = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
+    tile, overlap, scale = 32, 8, 2
+    with LargestFloatTensor() as mode:
+        out = tiling.upscale_tiled(fn, x, scale, tile, overlap, out_dtype=torch.uint8)
+    assert torch.equal(out, F.interpolate(x.float(), scale_factor=2, mode="nearest").to(torch.uint8))
+    ys, _ = tiling.tile_grid(128, 512, tile, overlap)
+    strip = 3 * (ys[0][1] - ys[1][0]) * scale * 512 * scale * 4
+    band = 3 * (ys[0][1] - ys[0][0]) * scale * 512 * scale * 4
+    assert mode.largest <= strip < band / 3
+    assert strip < x.numel() * 4 / 2  # smaller than a float copy of the input
+
+
 def test_wrong_output_size_is_a_clear_error():
     with pytest.raises(TorchSRError, match=r"expected \(\.\.\., 40, 40\) for its scale x2"):
         tiling.upscale_tiled(lambda t: t, torch.rand(1, 3, 20, 20), 2, None)
@@ -183,6 +219,13 @@ def test_auto_tile_size_follows_free_memory(monkeypatch):
     assert tiling.choose_tile(1000, 1000, 1, per_pixel, budget=1e3, overlap=32) == 128  # floor: 4 x overlap
     assert tiling.tiles_per_batch(100, 1, per_pixel, budget=3.5e7) == 3
     assert tiling.tiles_per_batch(100, 1, per_pixel, budget=1e12) == tiling.MAX_TILE_BATCH
+    # However much memory is free, one call takes at most MAX_CALL_PIXELS input pixels, so that a
+    # large image costs no more memory than a MAX_CALL_PIXELS one (512 x 512).
+    assert tiling.choose_tile(512, 512, 1, per_pixel, budget=1e15) is None
+    assert tiling.choose_tile(2048, 2048, 1, per_pixel, budget=1e15) == 512
+    assert tiling.choose_tile(2048, 2048, 4, per_pixel, budget=1e15) == 256
+    assert tiling.tiles_per_batch(512, 1, per_pixel, budget=1e15) == 1
+    assert tiling.tiles_per_batch(256, 1, per_pixel, budget=1e15) == 4
     # The free-memory reading itself: /proc/meminfo, else sysconf.
     cpu = torch.device("cpu")
     free = tiling.available_memory(cpu)

@@ -1,9 +1,9 @@
-"""`inference.py [-m MODEL] [-o OUT_DIR] inputs...`: upscale image files, folders and globs.
+"""`inference.py [-m MODEL] [-o OUT_DIR] inputs...`: upscale image and video files, folders and globs.
 
-Each input is routed by its suffix through `HANDLERS`; a handler for another kind of file (e.g.
-video) plugs in there and reuses the shared `Job` (the upscaler, output naming and the rule that
-no output overwrites an input). A file that fails is reported by name and the run goes on; the
-exit status is 1 when some inputs failed, 2 when all did.
+Each input is routed by its suffix through `HANDLERS` (images, videos); every handler shares the
+`Job` (the upscaler, output naming and the rule that no output overwrites an input). A file that
+fails is reported by name and the run goes on; the exit status is 1 when some inputs failed, 2
+when all did.
 """
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch_sr.checkpoint.model_file import load_model
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, reports_errors, resolve_device
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, reports_errors
+from torch_sr.device import resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.image_io import read_image, write_image
 from torch_sr.inference.upscaler import DEFAULT_TILE_OVERLAP, Upscaler
+from torch_sr.inference.video import (
+    CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES, check_crf, choose_encoder, upscale_video, upscale_video_to_frames,
+)
 from torch_sr.weights import default_model_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -30,14 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The command's options; handlers for other inputs add theirs to this parser."""
     p = argparse.ArgumentParser(
         prog="inference.py",
-        description="Upscale images with a super-resolution model. Inputs may be files, folders "
-        "(their images, not recursive) or glob patterns such as 'photos/**/*.jpg'.",
+        description="Upscale images and videos with a super-resolution model. Inputs may be files, folders "
+        "(their images and videos, not recursive) or glob patterns such as 'photos/**/*.jpg'.",
     )
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", help="image or video files, folders or glob patterns")
     p.add_argument("-m", "--model", help="model file (.pth/.safetensors, any ESRGAN layout; default: the shipped one)")
     p.add_argument("-o", "--out-dir", type=Path, help="write results here (default: next to each input)")
     p.add_argument("--suffix", default="_sr", help="added to each output's name (default: %(default)s)")
-    p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: the input's)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, help="image output format (default: the input's)")
     p.add_argument("--scale", type=int, help="refuse a model of another scale (and pick the default model for it)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--tile", type=int, help="tile side in input pixels (default: only when needed, sized to memory)")
@@ -52,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 (GPU)")
     p.add_argument("--tta", action="store_true", help="x8 self-ensemble: 8 flips/transposes averaged (8x slower)")
     p.set_defaults(precision="fp32")
+    video = p.add_argument_group("videos")
+    video.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                       help="video quality, 0 (lossless) to 51 (worst) for H.264 (default: %(default)s)")
+    video.add_argument("--video-codec", default="auto",
+                       help="video encoder, e.g. libx264, libx265, mpeg4 (default: the H.264 encoder PyAV has)")
+    video.add_argument("--video-format", choices=tuple(CONTAINERS), default="mp4",
+                       help="container of upscaled videos (default: %(default)s)")
+    video.add_argument("--frames-dir", type=Path,
+                       help="write each video's upscaled frames as DIR/<name>_sr/000001.png ... instead of a video")
     return p
 
 
@@ -64,11 +77,18 @@ class Job:
     suffix: str
     format: str | None
     inputs: frozenset[Path]  # resolved paths of all inputs, which are never overwritten
+    crf: int = DEFAULT_CRF
+    video_codec: str = "auto"
+    video_format: str = "mp4"
+    frames_dir: Path | None = None
     claimed: dict[Path, Path] = field(default_factory=dict)  # resolved output -> its input
 
-    def output_for(self, src: Path, suffix: str) -> Path:
-        """`<stem><suffix><ext>` next to `src` or in `out_dir`; refuses to overwrite an input or an earlier output."""
-        dst = (self.out_dir or src.parent) / f"{src.stem}{self.suffix}{suffix}"
+    def output_for(self, src: Path, suffix: str, folder: Path | None = None) -> Path:
+        """`<stem><self.suffix><suffix>` in `folder`, else `out_dir`, else next to `src`.
+
+        Refuses to overwrite an input or an earlier output.
+        """
+        dst = (folder or self.out_dir or src.parent) / f"{src.stem}{self.suffix}{suffix}"
         key = dst.resolve()
         if key in self.inputs:
             raise TorchSRError(f"{src}: its output {dst} would overwrite an input; use -o OUT_DIR or another --suffix")
@@ -86,9 +106,28 @@ def upscale_image_file(src: Path, job: Job) -> Path:
     return dst
 
 
+def upscale_video_file(src: Path, job: Job) -> Path:
+    """Upscale a video into a new video (or a folder of frames with --frames-dir), saying what became of its audio."""
+    from tqdm import tqdm
+
+    if job.frames_dir is not None:
+        dst = job.output_for(src, "", folder=job.frames_dir)
+        result = upscale_video_to_frames(src, dst, job.upscaler)
+    else:
+        dst = job.output_for(src, f".{job.video_format}")
+        result = upscale_video(src, dst, job.upscaler, encoder=job.video_codec, crf=job.crf)
+        tqdm.write(f"{src}: {result.frames} frames encoded with {result.encoder}", file=sys.stderr)
+    for note in result.notes:
+        tqdm.write(f"{src}: {note}", file=sys.stderr)
+    return dst
+
+
 # Input suffix -> handler. Folders are scanned for these suffixes; a file named explicitly with
 # another suffix is tried as an image.
-HANDLERS: dict[str, Callable[[Path, Job], Path]] = {suffix: upscale_image_file for suffix in IMAGE_SUFFIXES}
+HANDLERS: dict[str, Callable[[Path, Job], Path]] = {
+    **{suffix: upscale_image_file for suffix in IMAGE_SUFFIXES},
+    **{suffix: upscale_video_file for suffix in VIDEO_SUFFIXES},
+}
 
 
 def collect_inputs(patterns: Sequence[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
@@ -112,7 +151,7 @@ def collect_inputs(patterns: Sequence[str], skip_suffix: str = "") -> tuple[list
         if path.is_dir():
             found = scan(path)
             if not found:
-                errors.append(f"{path}: no images in this folder")
+                errors.append(f"{path}: no images or videos in this folder")
         elif path.exists() or not any(ch in pattern for ch in "*?["):
             found = [path]  # a missing file is reported when it is read
         else:
@@ -153,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
     if not paths:
         raise TorchSRError("nothing to upscale")
+    if args.frames_dir is None and any(p.suffix.lower() in VIDEO_SUFFIXES for p in paths):
+        args.video_codec = choose_encoder(args.video_codec)  # once, before any work: a bad name or --crf stops here
+        check_crf(args.video_codec, args.crf)
     device = resolve_device(args.device)
     model_path = args.model or default_model_path(args.scale or 4)
     model = load_model(model_path, device=device)
@@ -167,9 +209,12 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         progress=True,
     )
-    job = Job(upscaler, args.out_dir, args.suffix, args.format, frozenset(p.resolve() for p in paths))
+    job = Job(
+        upscaler, args.out_dir, args.suffix, args.format, frozenset(p.resolve() for p in paths),
+        crf=args.crf, video_codec=args.video_codec, video_format=args.video_format, frames_dir=args.frames_dir,
+    )
     done = 0
-    for src in tqdm(paths, unit="image", disable=len(paths) < 2 or None):
+    for src in tqdm(paths, unit="file", disable=len(paths) < 2 or None):
         try:
             dst = HANDLERS.get(src.suffix.lower(), upscale_image_file)(src, job)
         except TorchSRError as e:

@@ -3,9 +3,11 @@
 Tiles overlap their neighbours; in each overlap the two predictions are mixed with linear ramps
 that sum to one, and a quarter of the overlap at each tile's own edge (where the model saw
 padding instead of context) gets no weight at all. Blending instead of cropping is what removes
-seams. Finished rows are written into an output tensor on the CPU in the output dtype (e.g.
-uint8), so only one band of tiles is ever held as float and only one batch of tiles lives on the
-accelerator: a 4000x3000 photo never needs its whole float output in GPU memory.
+seams. Tiles are written into an output tensor on the CPU in the output dtype (e.g. uint8); only
+the strips that neighbouring tiles share are held as float until complete, the input is read
+tile by tile, and only one batch of tiles (of at most `MAX_CALL_PIXELS` input pixels) lives on
+the accelerator. So apart from the input and output images themselves, peak memory does not
+grow with the image size.
 """
 from __future__ import annotations
 
@@ -24,7 +26,12 @@ MEMORY_FRACTION = {"cuda": 0.7, "cpu": 0.5}  # share of the free memory the mode
 FALLBACK_MEMORY = 2 << 30  # when the free memory cannot be read at all
 MIN_AUTO_TILE = 64
 MAX_TILE_BATCH = 8
+# Input pixels per model call (one tile, or a batch of small ones). Enough work to keep a GPU or
+# the CPU busy; larger calls are no faster and would make peak memory grow with the image.
+MAX_CALL_PIXELS = 512 * 512
 ACTIVATION_SAFETY = 3  # peak memory / largest (inputs + output) of one layer, with headroom
+
+INT_PEAKS = {torch.uint8: 255, torch.uint16: 65535}
 
 Span = tuple[int, int]
 
@@ -82,10 +89,17 @@ def quantize(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """[0, 1] floats -> `dtype`: clamped floats, or rounded 8/16-bit integers."""
     if dtype.is_floating_point:
         return x.clamp(0, 1).to(dtype)
-    peak = {torch.uint8: 255, torch.uint16: 65535}.get(dtype)
+    peak = INT_PEAKS.get(dtype)
     if peak is None:
         raise ValueError(f"unsupported output dtype {dtype}; use a float type, uint8 or uint16")
     return x.mul(peak).round_().clamp_(0, peak).to(dtype)
+
+
+def to_unit_float(x: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Pixels as float32 in [0, 1] on `device`: uint8/uint16 are divided by their peak, floats kept."""
+    peak = INT_PEAKS.get(x.dtype)
+    x = x.to(device, torch.float32)
+    return x if peak is None else x.div_(peak)
 
 
 def _same_width_groups(spans: list[Span], max_batch: int) -> list[list[int]]:
@@ -116,23 +130,22 @@ def upscale_tiled(
 ) -> torch.Tensor:
     """Apply `fn` (an `(B, C, h, w) -> (B, C', h*s, w*s)` float function) over tiles of `lr`.
 
-    `lr` is `(N, C, h, w)` on any device; each tile batch is moved to `device`. `tile=None`
-    processes the image in one piece. The overlap is capped at a quarter of the tile. Returns
-    `(N, C', h*s, w*s)` on the CPU in `out_dtype` (values clamped to [0, 1], or rounded to the
-    integer range), stored channels-last if asked (so `.permute(0, 2, 3, 1).numpy()` is free).
-    `progress(k)` is called after each batch of `k` tiles.
+    `lr` is `(N, C, h, w)` on any device, float in [0, 1] or uint8/uint16 (each tile is scaled
+    to [0, 1] on its own, so the image is never copied whole as float); each tile batch is moved
+    to `device` as float32. `tile=None` processes the image in one piece. The overlap is capped at
+    a quarter of the tile. Returns `(N, C', h*s, w*s)` on the CPU in `out_dtype` (values clamped
+    to [0, 1], or rounded to the integer range), stored channels-last if asked (so
+    `.permute(0, 2, 3, 1).numpy()` is free). `progress(k)` is called after each batch of `k` tiles.
     """
     n, _, h, w = lr.shape
     ys, xs = tile_grid(h, w, tile, overlap, align)
     device = torch.device(device)
     wx = [ramp_weights(xs, j, scale).to(device) for j in range(len(xs))]
-    out: torch.Tensor | None = None
-    carry: torch.Tensor | None = None
+    asm: _Assembly | None = None
     for r, (y0, y1) in enumerate(ys):
         wy = ramp_weights(ys, r, scale).to(device)
-        band: torch.Tensor | None = None
         for group in _same_width_groups(xs, max_batch):
-            x = torch.cat([lr[:, :, y0:y1, xs[j][0] : xs[j][1]] for j in group]).to(device, torch.float32)
+            x = torch.cat([to_unit_float(lr[:, :, y0:y1, xs[j][0] : xs[j][1]], device) for j in group])
             pred = fn(x)
             th, tw = (y1 - y0) * scale, (xs[group[0]][1] - xs[group[0]][0]) * scale
             if pred.dim() != 4 or pred.shape[0] != x.shape[0] or pred.shape[-2:] != (th, tw):
@@ -140,28 +153,73 @@ def upscale_tiled(
                     f"the model turned a {tuple(x.shape)} input into {tuple(pred.shape)}, expected "
                     f"(..., {th}, {tw}) for its scale x{scale}"
                 )
-            if out is None:
-                c = pred.shape[1]
-                shape = (n, h * scale, w * scale, c) if channels_last else (n, c, h * scale, w * scale)
-                out = torch.empty(shape, dtype=out_dtype)
-                out = out.permute(0, 3, 1, 2) if channels_last else out
-            if band is None:
-                band = torch.zeros(n, out.shape[1], th, w * scale)
-                if carry is not None:
-                    band[:, :, : carry.shape[2]] = carry
+            del x
+            if asm is None:
+                asm = _Assembly((n, pred.shape[1], h * scale, w * scale), ys, xs, scale, out_dtype, channels_last)
             for i, j in enumerate(group):
                 p = pred[i * n : (i + 1) * n].float()
                 if len(ys) > 1 or len(xs) > 1:
                     p = p * (wy[:, None] * wx[j][None, :])
-                band[:, :, :, xs[j][0] * scale : xs[j][1] * scale] += p.cpu()
+                asm.add(r, j, p.cpu())
+            del pred
             if progress is not None:
                 progress(len(group))
-        assert out is not None and band is not None
-        done = ((ys[r + 1][0] if r + 1 < len(ys) else y1) - y0) * scale
-        out[:, :, y0 * scale : y0 * scale + done] = quantize(band[:, :, :done], out_dtype)
-        carry = band[:, :, done:]
-    assert out is not None
-    return out
+    assert asm is not None
+    return asm.out
+
+
+class _Assembly:
+    """Writes weighted tiles into the output; only the overlaps are summed in float.
+
+    A pixel covered by one tile has weight 1 and is quantised straight into the output. The
+    strips that neighbouring tiles share are accumulated in float32 and written once complete: the
+    horizontal strips between two rows of tiles (`above`, `below`) and the vertical strip between
+    two tiles of a row (`left`, started by the left tile, finished by the right one). So the float
+    memory is a few overlap strips, not a band of tiles as wide as the image.
+    """
+
+    def __init__(self, shape, ys: list[Span], xs: list[Span], scale: int, dtype: torch.dtype, channels_last: bool):
+        n, c, hh, ww = shape
+        out = torch.empty((n, hh, ww, c) if channels_last else shape, dtype=dtype)
+        self.out = out.permute(0, 3, 1, 2) if channels_last else out
+        self.ys, self.xs, self.scale, self.dtype = ys, xs, scale, dtype
+        self.above: torch.Tensor | None = None  # rows shared with the previous row of tiles
+        self.below: torch.Tensor | None = None  # rows shared with the next row of tiles
+        self.left: torch.Tensor | None = None  # columns shared with the previous tile in this row
+
+    def _cuts(self, spans: list[Span], k: int) -> tuple[int, int, int, int]:
+        """Output coordinates of span k: its start, the end of what it shares with k-1, the start of
+        what it shares with k+1, its end."""
+        a, b = spans[k]
+        lo = spans[k - 1][1] if k > 0 else a
+        hi = spans[k + 1][0] if k + 1 < len(spans) else b
+        s = self.scale
+        return a * s, max(a, lo) * s, min(b, hi) * s, b * s
+
+    def add(self, r: int, j: int, p: torch.Tensor) -> None:
+        """Add tile (row `r`, column `j`), weighted, in raster order."""
+        y0, ym0, ym1, y1 = self._cuts(self.ys, r)
+        x0, xm0, xm1, x1 = self._cuts(self.xs, j)
+        n, c, ww = self.out.shape[0], self.out.shape[1], self.out.shape[3]
+        if j == 0:
+            self.below = p.new_zeros((n, c, y1 - ym1, ww))
+        if ym0 > y0:
+            self.above[:, :, :, x0:x1] += p[:, :, : ym0 - y0]
+        self.below[:, :, :, x0:x1] += p[:, :, ym1 - y0 :]
+        middle = p[:, :, ym0 - y0 : ym1 - y0]
+        if j > 0:
+            self.left += middle[:, :, :, : xm0 - x0]
+            self._write(ym0, ym1, x0, xm0, self.left)
+        self._write(ym0, ym1, xm0, xm1, middle[:, :, :, xm0 - x0 : xm1 - x0])
+        self.left = middle[:, :, :, xm1 - x0 :].clone()
+        if j == len(self.xs) - 1:  # the row of tiles is done: so is the strip it shared with the row above
+            if ym0 > y0:
+                self._write(y0, ym0, 0, ww, self.above)
+            self.above, self.below, self.left = self.below, None, None
+
+    def _write(self, y0: int, y1: int, x0: int, x1: int, values: torch.Tensor) -> None:
+        if y1 > y0 and x1 > x0:
+            self.out[:, :, y0:y1, x0:x1] = quantize(values, self.dtype)
 
 
 def available_memory(device: torch.device) -> int:
@@ -222,16 +280,26 @@ def activation_bytes_per_pixel(model: nn.Module, in_channels: int, device: torch
     return ACTIVATION_SAFETY * peak / side**2
 
 
+def call_pixels(per_pixel: float, budget: float) -> float:
+    """Input pixels one model call may take: what `budget` bytes hold, at most `MAX_CALL_PIXELS`."""
+    return min(budget / per_pixel, MAX_CALL_PIXELS)
+
+
 def choose_tile(
     h: int, w: int, images: int, per_pixel: float, budget: float, overlap: int = 0, align: int = 1
 ) -> int | None:
-    """Tile side for `images` images of `h` x `w` pixels, or None when they fit in one piece."""
-    if images * h * w * per_pixel <= budget:
+    """Tile side for `images` images of `h` x `w` pixels, or None when they fit in one piece.
+
+    Images larger than `MAX_CALL_PIXELS` are tiled even when memory would hold them, which keeps
+    the peak memory of any image size near that of a `MAX_CALL_PIXELS` image.
+    """
+    pixels = call_pixels(per_pixel, budget)
+    if images * h * w <= pixels:
         return None
-    side = max(int(math.sqrt(budget / (images * per_pixel))), MIN_AUTO_TILE, 4 * overlap)
+    side = max(int(math.sqrt(pixels / images)), MIN_AUTO_TILE, 4 * overlap)
     return max(align, side // align * align)
 
 
 def tiles_per_batch(tile: int, images: int, per_pixel: float, budget: float) -> int:
     """How many tiles (of `images` images each) one model call may take."""
-    return max(1, min(MAX_TILE_BATCH, int(budget // (images * tile * tile * per_pixel))))
+    return max(1, min(MAX_TILE_BATCH, int(call_pixels(per_pixel, budget) // (images * tile * tile))))

@@ -13,14 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_sr.cli.common import resolve_device
+from torch_sr.device import resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
 from torch_sr.inference.channels import fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
 
 DEFAULT_TILE_OVERLAP = 32  # LR pixels shared by neighbouring tiles (capped at a quarter of the tile)
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-_INT_PEAKS = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
 
 
@@ -80,14 +79,16 @@ class Upscaler:
         """HW or HWC, uint8 or uint16 (or float) -> same layout and dtype, s times larger."""
         if img.ndim not in (2, 3) or (img.ndim == 3 and not 1 <= img.shape[2] <= 4):
             raise TorchSRError(f"expected an HW or HWC image with 1-4 channels, got shape {img.shape}")
-        if img.dtype in _INT_PEAKS:
-            peak, out_dtype = _INT_PEAKS[img.dtype], _TORCH_DTYPES[img.dtype]
+        if img.dtype in _TORCH_DTYPES:
+            out_dtype = _TORCH_DTYPES[img.dtype]
         elif np.issubdtype(img.dtype, np.floating):
-            peak, out_dtype = 1.0, torch.float32
+            out_dtype = torch.float32
         else:
             raise TorchSRError(f"unsupported image dtype {img.dtype}; use uint8, uint16 or float in [0, 1]")
         hwc = img[:, :, None] if img.ndim == 2 else img
-        lr = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None].float() / peak
+        # Integer pixels stay integers: the tiler scales each tile to [0, 1], never the whole image.
+        lr = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None]
+        lr = lr if lr.dtype in tiling.INT_PEAKS else lr.float()
         out = self._upscale(lr, out_dtype, channels_last=True).permute(0, 2, 3, 1)[0].numpy()
         out = out[:, :, 0] if img.ndim == 2 else out
         return out.astype(img.dtype, copy=False)
@@ -100,11 +101,11 @@ class Upscaler:
             raise TorchSRError(f"images must have 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) channels, got {c}")
         alpha_value = None
         if c in (2, 4):
-            alpha = lr[:, -1:]
+            alpha = tiling.to_unit_float(lr[:, -1:], lr.device)
             if alpha.min() == alpha.max():  # opaque (or uniformly translucent): nothing to upscale
                 alpha_value = float(alpha.min())
             elif alpha.min() == 0:
-                lr = torch.cat([fill_transparent(lr[:, :-1], alpha), alpha], 1)
+                lr = torch.cat([fill_transparent(tiling.to_unit_float(lr[:, :-1], lr.device), alpha), alpha], 1)
         out_bytes = n * c * h * w * self.scale**2 * torch.empty(0, dtype=out_dtype).element_size()
         tile = self.tile
         if tile == "auto":
