@@ -283,10 +283,17 @@ def test_every_registered_generator_and_discriminator_trains_both_stages(run, tm
         assert model.arch_name == generator and model.meta["stage"] == stage_name
 
 
-def test_whole_images_of_different_sizes_need_batch_size_1(run, capsys):
-    assert run({"pretraining": {"cr_patch_size": None}}) == 2
+def test_whole_images_of_different_sizes_need_batch_size_1(run, tmp_path, capsys):
+    # images of one size stack into batches even when not square (40x44: only square images are transposed)
+    whole = {"cr_patch_size": None, "num_iterations": 1}
+    assert run({"pretraining": whole, "training": {"enabled": False}}) == 0
+    mixed = make_images(tmp_path / "mixed", 2, (40, 44))
+    make_images(tmp_path / "small", 1, (32, 32), seed=3).joinpath("img00.png").rename(mixed / "small.png")
+    mixed = {**whole, "train_datasets": [str(mixed)]}
+    assert run({"pretraining": mixed, "training": {"enabled": False}}) == 2
     err = capsys.readouterr().err
-    assert "cr_patch_size is null (whole images) but the training images differ in size or are not square" in err
+    assert "cr_patch_size is null (whole images) but the training images differ in size" in err
+    assert run({"batch_size": 1, "pretraining": mixed, "training": {"enabled": False}}) == 0
 
 
 

@@ -10,7 +10,6 @@ State-dict keys: `encoder.*` (torchvision's ResNet-18 names without `fc`), `bott
 """
 from __future__ import annotations
 
-import os
 import warnings
 from itertools import count
 from pathlib import Path
@@ -20,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_sr.checkpoint.files import read_weights
-from torch_sr.errors import CheckpointError
+from torch_sr.archs.resnet_features import hub_resnet18_path, load_resnet18_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,28 +53,6 @@ class DecoderBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
         return self.res(F.relu(self.fuse(torch.cat([x, skip], 1))))
-
-
-def hub_resnet18_path() -> Path:
-    """Where torchvision keeps its ImageNet ResNet-18 weights ($TORCH_HOME/hub/checkpoints/...)."""
-    from torchvision.models import ResNet18_Weights
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(ResNet18_Weights.IMAGENET1K_V1.url)
-
-
-def _load_encoder_weights(encoder: nn.Module, path: Path) -> None:
-    obj, _ = read_weights(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: expected a ResNet-18 state dict, found {type(obj).__name__}")
-    sd = {k: v for k, v in obj.items() if not k.startswith("fc.")}
-    try:
-        encoder.load_state_dict(sd)
-    except RuntimeError as e:
-        detail = str(e).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path}: not a torchvision ResNet-18 state dict ({detail}); give the file that "
-            "torchvision.models.resnet18(weights='IMAGENET1K_V1') downloads"
-        ) from None
 
 
 class UNetResNet18(nn.Module):
@@ -119,11 +95,11 @@ class UNetResNet18(nn.Module):
         net = resnet18(weights=None)
         self.encoder = nn.ModuleDict({n: m for n, m in net.named_children() if n not in ("avgpool", "fc")})
         if encoder_weights:
-            _load_encoder_weights(self.encoder, Path(encoder_weights))
+            load_resnet18_weights(self.encoder, Path(encoder_weights))
         elif pretrained_encoder:
             path = hub_resnet18_path()
             if path.is_file():
-                _load_encoder_weights(self.encoder, path)
+                load_resnet18_weights(self.encoder, path)
             else:
                 warnings.warn(
                     f"ImageNet ResNet-18 weights not found at {path}: the frozen encoder of unet_resnet18 is "

@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from torch_sr.archs.imagenet_weights import hub_weights_path, missing_weights_error
 from torch_sr.checkpoint.files import read_weights
 from torch_sr.checkpoint.model_file import load_state_dict_checked, unwrap_state_dict
-from torch_sr.errors import CheckpointError
 
 # Output channels of the convolutions of each block (torchvision configs A, B, D, E).
 VGG_BLOCKS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -32,7 +32,6 @@ VGG_WEIGHT_FILES = {
     "vgg16": "vgg16-397923af.pth",
     "vgg19": "vgg19-dcbb9e9d.pth",
 }
-WEIGHTS_URL = "https://download.pytorch.org/models/"
 
 
 def vgg_layer_names(vgg_type: str = "vgg19") -> list[str]:
@@ -49,7 +48,7 @@ def vgg_layer_names(vgg_type: str = "vgg19") -> list[str]:
 
 def vgg_weights_file(vgg_type: str = "vgg19") -> Path:
     """Where torchvision keeps (and we look for) the ImageNet weights: `$TORCH_HOME/hub/checkpoints/`."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG_WEIGHT_FILES[vgg_type]
+    return hub_weights_path(VGG_WEIGHT_FILES[vgg_type])
 
 
 class VGGFeatures(nn.Module):
@@ -87,12 +86,7 @@ class VGGFeatures(nn.Module):
     def _load(self, vgg_type: str, weights_path: str | os.PathLike | None) -> None:
         path = Path(weights_path) if weights_path is not None else vgg_weights_file(vgg_type)
         if weights_path is None and not path.is_file():
-            file = VGG_WEIGHT_FILES[vgg_type]
-            raise CheckpointError(
-                f"ImageNet weights for {vgg_type} not found: place {file} at {path} (download it from "
-                f"{WEIGHTS_URL}{file}, or run python -c \"import torchvision; torchvision.models.{vgg_type}"
-                f"(weights='IMAGENET1K_V1')\" once while online), or give its path as perceptual_loss/weights_path"
-            )
+            raise missing_weights_error(vgg_type, VGG_WEIGHT_FILES[vgg_type], "perceptual_loss/weights_path")
         source = str(path)
         obj, _ = read_weights(path)
         sd = unwrap_state_dict(obj, source)

@@ -27,9 +27,9 @@ def build_discriminator_from_config(cfg: TrainConfig) -> nn.Module:
 
 
 def build_perceptual_loss_from_config(cfg: TrainConfig) -> PerceptualLoss:
-    """The `perceptual_loss` section's loss; a missing ImageNet VGG file is an error saying where to put it."""
+    """The `perceptual_loss` section's loss (VGG or ResNet-18); a missing ImageNet file is an error saying where to put it."""
     p = cfg.perceptual_loss
     return build_perceptual_loss(
         p.layer_weights, p.vgg_type, p.criterion, p.normalize_input, p.normalize_loss, p.style_weights,
-        p.pretrained, p.weights_path,
+        p.pretrained, p.weights_path, p.network,
     )

@@ -26,7 +26,7 @@ from torch_sr.config.schema import (
     default_value,
     key_types,
 )
-from torch_sr.config.validate import REGISTRIES
+from torch_sr.config.validate import PHASE_EXCLUDED, REGISTRIES
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 
@@ -51,11 +51,15 @@ def write_config_json_schema(path: str | os.PathLike = SCHEMA_PATH) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def _section(cls: type) -> dict[str, Any]:
+def _section(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     properties = {}
     for f in config_fields(cls):
+        if f.name in exclude:
+            continue
         tp, help = key_types(cls)[f.name], f.metadata["help"]
-        if tp is ArchConfig:
+        if f.metadata.get("phases"):
+            properties[f.name] = {"description": help, "type": "array", "items": _phase(cls), "default": []}
+        elif tp is ArchConfig:
             properties[f.name] = _arch_section(f.name, help, default_value(cls, f.name).arch)
         elif dataclasses.is_dataclass(tp):
             properties[f.name] = {"description": help, **_section(tp)}
@@ -63,6 +67,13 @@ def _section(cls: type) -> dict[str, Any]:
             default = to_json(default_value(cls, f.name))
             properties[f.name] = {"description": help, **json_schema(tp, f.metadata["range"]), "default": default}
     return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+def _phase(cls: type) -> dict[str, Any]:
+    """A phase: any of the stage's keys but `enabled` and `phases`; the stage's values are its defaults."""
+    schema = _section(cls, exclude=PHASE_EXCLUDED)
+    schema["properties"] = {k: {n: v for n, v in p.items() if n != "default"} for k, p in schema["properties"].items()}
+    return schema
 
 
 def _arch_section(kind: str, help: str, default_arch: str) -> dict[str, Any]:

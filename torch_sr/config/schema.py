@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from torch_sr.archs.resnet_features import resnet18_layer_names
 from torch_sr.archs.vgg_features import vgg_layer_names
 from torch_sr.config.json_types import Range
 
@@ -101,6 +102,21 @@ _DATASETS = (
 )
 
 
+_PHASES = (
+    "Progressive resizing: train the stage as these phases, in order. A phase is an object of this "
+    "stage's keys (not enabled or phases) that override the stage's values for that phase, e.g. "
+    "[{\"scale_factor\": 2, \"cr_patch_size\": [96, 96], \"num_iterations\": 100000}, {\"scale_factor\": 4, "
+    "\"cr_patch_size\": [192, 192], \"num_iterations\": 50000, \"lr\": 1e-4}]. Each phase starts with "
+    "fresh optimisers from the previous phase's generator, loading every tensor whose shape still fits. "
+    "Empty: the stage is one phase"
+)
+
+
+def phases_option() -> Any:
+    """The `phases` key of a stage: a list of partial stage sections (validated merged over the stage)."""
+    return field(default=(), metadata={"help": _PHASES, "phases": True})
+
+
 def _stage_problems(stage: Any) -> Problems:
     """Checks shared by both stages: exactly one length, warm-up shorter than the stage."""
     if (stage.num_epoch is None) == (stage.num_iterations is None):
@@ -154,6 +170,16 @@ class PretrainingConfig:
     val_datasets: tuple[str, ...] = option(("div2k",), "Validation data (empty: no validation): " + _DATASETS)
     val_interval: int = option(5000, "Validate every this many iterations", ge=1)
     hard_transforms: bool = option(True, "Degrade LR inputs with JPEG compression and coarse dropout (p=0.25 each)")
+    scale_factor: int | None = option(
+        None, "Upscaling factor of this stage (or phase); null: the top-level scale_factor", ge=1
+    )
+    batch_size: int | None = option(None, "Mini-batch size of this stage (or phase); null: the top-level batch_size", ge=1)
+    blur_sigma: float | None = option(
+        None, "Gaussian blur (sigma in HR pixels) of each HR training crop before the bicubic downscaling that makes "
+        "its LR input (SRGAN's blurred variant); null: none. Validation LR images are not blurred (as test.py)",
+        gt=0,
+    )
+    phases: tuple[PretrainingConfig, ...] = phases_option()
 
     def problems(self) -> Problems:
         yield from _stage_problems(self)
@@ -222,6 +248,16 @@ class TrainingConfig:
     val_datasets: tuple[str, ...] = option(("div2k",), "Validation data (empty: no validation): " + _DATASETS)
     val_interval: int = option(5000, "Validate every this many iterations", ge=1)
     hard_transforms: bool = option(False, "Degrade LR inputs with JPEG compression and coarse dropout (p=0.25 each)")
+    scale_factor: int | None = option(
+        None, "Upscaling factor of this stage (or phase); null: the top-level scale_factor", ge=1
+    )
+    batch_size: int | None = option(None, "Mini-batch size of this stage (or phase); null: the top-level batch_size", ge=1)
+    blur_sigma: float | None = option(
+        None, "Gaussian blur (sigma in HR pixels) of each HR training crop before the bicubic downscaling that makes "
+        "its LR input (SRGAN's blurred variant); null: none. Validation LR images are not blurred (as test.py)",
+        gt=0,
+    )
+    phases: tuple[TrainingConfig, ...] = phases_option()
 
     def problems(self) -> Problems:
         yield from _stage_problems(self)
@@ -279,31 +315,42 @@ class ContentLossConfig:
 
 @dataclass(frozen=True)
 class PerceptualLossConfig:
+    network: Literal["vgg", "resnet18"] = option(
+        "vgg", "Feature network: 'vgg' (vgg_type's layers) or 'resnet18' (the ResNet-18 UNet's perceptual loss)"
+    )
     layer_weights: dict[str, float] = option(
         {"conv5_4": 1.0},
-        "VGG layer -> weight; 'convB_I' is before the ReLU (ESRGAN), 'reluB_I' after it, 'poolB' after pooling",
+        "Layer -> weight. VGG: 'convB_I' is before the ReLU (ESRGAN), 'reluB_I' after it, 'poolB' after pooling; "
+        "resnet18: the output of that child of torchvision's resnet18 ('relu' = after 3 layers, 'layer2' = after 6)",
         ge=0,
     )
-    vgg_type: Literal["vgg11", "vgg13", "vgg16", "vgg19"] = option("vgg19", "Which VGG's features")
-    criterion: Literal["l1", "l2", "mse"] = option("l1", "Distance between feature maps")
+    vgg_type: Literal["vgg11", "vgg13", "vgg16", "vgg19"] = option("vgg19", "Which VGG's features (network 'vgg')")
+    criterion: Literal["l1", "l2", "mse"] = option("l1", "Distance between feature maps (and Gram matrices)")
     normalize_input: bool = option(True, "Normalise [0, 1] inputs with the ImageNet mean and std first")
-    normalize_loss: bool = option(False, "Divide by the sum of the layer weights")
+    normalize_loss: bool = option(False, "Divide by the sum of the layer weights (a weighted average of the layers)")
     style_weights: dict[str, float] = option(
-        {}, "VGG layer -> weight of a Gram-matrix (style) loss on that layer; empty: none", ge=0
+        {}, "Layer -> weight of a Gram-matrix (style) loss on that layer; empty: none", ge=0
     )
-    pretrained: bool = option(True, "Use ImageNet weights; false keeps a random VGG (tests and smoke runs only)")
+    pretrained: bool = option(
+        True, "Use ImageNet weights; false keeps a random network (tests and smoke runs only)"
+    )
     weights_path: str | None = option(
-        None, "ImageNet VGG weights file; null: torchvision's cache ($TORCH_HOME/hub/checkpoints/)"
+        None, "ImageNet weights file of the network; null: torchvision's cache ($TORCH_HOME/hub/checkpoints/)"
     )
 
+    @property
+    def network_name(self) -> str:
+        """'vgg19', 'resnet18', ...: the network whose layers are named."""
+        return self.vgg_type if self.network == "vgg" else self.network
+
     def problems(self) -> Problems:
-        names = vgg_layer_names(self.vgg_type)
+        names = vgg_layer_names(self.vgg_type) if self.network == "vgg" else resnet18_layer_names()
         for key in ("layer_weights", "style_weights"):
             for layer in getattr(self, key):
                 if layer not in names:
                     close = difflib.get_close_matches(layer, names, n=1)
                     hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(names)}"
-                    yield f"{key}/{layer}", f"not a layer of {self.vgg_type}; {hint}"
+                    yield f"{key}/{layer}", f"not a layer of {self.network_name}; {hint}"
         if not self.layer_weights and not self.style_weights:
             yield "layer_weights", "name at least one layer"
         for key in ("layer_weights", "style_weights"):
@@ -368,7 +415,7 @@ class TrainConfig:
         metadata={"help": "Discriminator: 'arch' and its constructor arguments", "registry": "discriminator"},
     )
     content_loss: ContentLossConfig = section(ContentLossConfig, "Pixel-space loss")
-    perceptual_loss: PerceptualLossConfig = section(PerceptualLossConfig, "Feature-space (VGG) loss")
+    perceptual_loss: PerceptualLossConfig = section(PerceptualLossConfig, "Feature-space (VGG or ResNet-18) loss")
     adversarial_loss: AdversarialLossConfig = section(AdversarialLossConfig, "GAN loss of stage 2")
     data: DataConfig = section(DataConfig, "Data loading")
     logging: LoggingConfig = section(LoggingConfig, "Logs, TensorBoard and Weights & Biases")
@@ -377,10 +424,18 @@ class TrainConfig:
     def problems(self) -> Problems:
         if not self.pretraining.enabled and not self.training.enabled:
             yield "training/enabled", "both stages are disabled: nothing to train"
-        for stage in ("pretraining", "training"):
-            patch = getattr(self, stage).cr_patch_size
-            if patch is not None and any(p % self.scale_factor for p in patch):
-                yield f"{stage}/cr_patch_size", f"{list(patch)} is not a multiple of scale_factor {self.scale_factor}"
+        for path, section in self.stage_sections():
+            scale = section.scale_factor or self.scale_factor
+            if section.cr_patch_size is not None and any(p % scale for p in section.cr_patch_size):
+                yield f"{path}/cr_patch_size", f"{list(section.cr_patch_size)} is not a multiple of scale_factor {scale}"
+
+    def stage_sections(self) -> Iterator[tuple[str, Any]]:
+        """(key path, section) of both stages and of each of their phases."""
+        for key in ("pretraining", "training"):
+            section = getattr(self, key)
+            yield key, section
+            for i, phase in enumerate(section.phases):
+                yield f"{key}/phases[{i}]", phase
 
 
 def config_fields(cls: type) -> list[dataclasses.Field]:

@@ -80,21 +80,83 @@ def validate_config(data: Mapping[str, Any], source: str = "config") -> TrainCon
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
-    """A config (or one of its sections) as plain JSON data; `validate_config` reads it back equal."""
+    """A config (or one of its sections) as plain JSON data; `validate_config` reads it back equal.
+
+    A phase is written as the keys where it differs from its stage, as a config file gives it.
+    """
     out: dict[str, Any] = {}
+    phases: list[tuple[str, Any]] = []
     for f in config_fields(type(cfg)):
         value = getattr(cfg, f.name)
-        if isinstance(value, ArchConfig):
+        if f.metadata.get("phases"):
+            phases.append((f.name, value))
+        elif isinstance(value, ArchConfig):
             out[f.name] = {"arch": value.arch, **to_json(value.hparams)}
         elif dataclasses.is_dataclass(value):
             out[f.name] = config_to_dict(value)
         else:
             out[f.name] = to_json(value)
+    for name, value in phases:
+        out[name] = [
+            {k: v for k, v in config_to_dict(phase).items() if k not in PHASE_EXCLUDED and v != out[k]}
+            for phase in value
+        ]
     return out
 
 
+# Keys of a stage that a phase cannot set: they describe the stage as a whole.
+PHASE_EXCLUDED = ("enabled", "phases")
+
+
+def _build_section(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    """One nested section (with its cross-key checks and its phases), or None after a problem."""
+    if not isinstance(raw, Mapping):
+        problems.append(f"{prefix.rstrip('/')}: expected an object {{...}} of keys, got {show(raw)}")
+        return None
+    count = len(problems)
+    values = _section(cls, raw, prefix, problems)
+    if len(problems) > count:
+        return None
+    section = cls(**values)
+    problems += [f"{prefix}{k}: {m}" for k, m in getattr(section, "problems", tuple)()]
+    for f in config_fields(cls):
+        if f.metadata.get("phases") and f.name in raw and len(problems) == count:
+            section = dataclasses.replace(section, **{f.name: _phases(cls, raw, f"{prefix}{f.name}", problems)})
+    return section
+
+
+def _phases(cls: type, stage: Mapping[str, Any], path: str, problems: list[str]) -> tuple:
+    """A stage's `phases`: each item's keys merged over the stage's, then validated as a whole section.
+
+    Only checked once the stage itself is valid, so a stage's mistake is not reported once per phase.
+    """
+    items = stage[path.rsplit("/", 1)[-1]]
+    if not isinstance(items, list):
+        problems.append(f"{path}: expected a list of objects {{...}} (one per phase), got {show(items)}")
+        return ()
+    base = {k: v for k, v in stage.items() if k not in PHASE_EXCLUDED}
+    phases = []
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{where}: expected an object {{...}} of the stage's keys, got {show(item)}")
+            continue
+        own = [k for k in PHASE_EXCLUDED if k in item]
+        problems += [f"{where}/{k}: set it on the stage; a phase cannot" for k in own]
+        merged = dict(base)
+        for group in getattr(cls, "EXCLUSIVE", ()):  # a phase giving one member replaces the stage's choice
+            if any(k in item for k in group):
+                for k in group:
+                    merged.pop(k, None)
+        merged.update({k: v for k, v in item.items() if k not in own})
+        phase = _build_section(cls, merged, f"{where}/", problems)
+        if phase is not None:
+            phases.append(phase)
+    return tuple(phases)
+
+
 def _section(cls: type, raw: Mapping[str, Any], prefix: str, problems: list[str]) -> dict[str, Any]:
-    """Converted values of the keys of one section; nested sections are built, arch sections skipped."""
+    """Converted values of the keys of one section; nested sections are built, arch sections and phases skipped."""
     fields = {f.name: f for f in config_fields(cls)}
     raw = dict(raw)
     for group in getattr(cls, "EXCLUSIVE", ()):  # giving one member drops the others' defaults
@@ -107,17 +169,12 @@ def _section(cls: type, raw: Mapping[str, Any], prefix: str, problems: list[str]
             problems.append(_unknown_key(prefix, key, list(fields)))
             continue
         tp = key_types(cls)[key]
-        if tp is ArchConfig:
+        if tp is ArchConfig or fields[key].metadata.get("phases"):
             continue
         if dataclasses.is_dataclass(tp):
-            if not isinstance(value, Mapping):
-                problems.append(f"{prefix}{key}: expected an object {{...}} of keys, got {show(value)}")
-                continue
-            count = len(problems)
-            inner = _section(tp, value, f"{prefix}{key}/", problems)
-            if len(problems) == count:
-                values[key] = tp(**inner)
-                problems += [f"{prefix}{key}/{k}: {m}" for k, m in getattr(values[key], "problems", tuple)()]
+            section = _build_section(tp, value, f"{prefix}{key}/", problems)
+            if section is not None:
+                values[key] = section
             continue
         try:
             values[key] = convert(value, tp, fields[key].metadata.get("range"))
@@ -148,7 +205,14 @@ def _arch_section(kind: str, raw: Any, shared: dict[str, Any], problems: list[st
             problems.append(f"{kind}/{key}: set once for the whole config, as the top-level key '{key}'")
         elif key not in params:
             valid = ["arch", *(p for p in params if p not in SHARED_ARCH_KEYS)]
-            problems.append(_unknown_key(f"{kind}/", key, valid))
+            owners = [name for name, cls in table.items() if key in arch_params(cls)]
+            if owners:  # right key, other architecture
+                problems.append(
+                    f"{kind}/{key}: not an argument of {arch} (it is one of {', '.join(owners)}); "
+                    f"{arch} takes: {', '.join(valid)}"
+                )
+            else:
+                problems.append(_unknown_key(f"{kind}/", key, valid))
         else:
             try:
                 given[key] = to_json(convert(value, params[key].annotation))
@@ -190,12 +254,18 @@ def _known_paths() -> tuple[str, ...]:
     return tuple(dict.fromkeys(paths))
 
 
+def _parent(path: str) -> str:
+    """'training/g_lr' -> 'training/'; 'batch_size' -> ''."""
+    return path[: path.rfind("/") + 1]
+
+
 def _unknown_key(prefix: str, key: str, valid: list[str]) -> str:
     """'unknown key X; did you mean Y?' — Y from the same section, else the same name elsewhere."""
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{prefix}{key}'; did you mean '{prefix}{close[0]}'?"
-    leaves = {p.rsplit("/", 1)[-1]: p for p in reversed(_known_paths())}
+    elsewhere = [p for p in _known_paths() if _parent(p) != prefix]  # this section's own keys are in `valid`
+    leaves = {p.rsplit("/", 1)[-1]: p for p in reversed(elsewhere)}
     close = difflib.get_close_matches(key, list(leaves), n=1, cutoff=0.8)
     if close:
         return f"unknown key '{prefix}{key}'; did you mean '{leaves[close[0]]}'?"

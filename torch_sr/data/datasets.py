@@ -1,7 +1,9 @@
 """Training and evaluation datasets: HR images in, (LR, HR) float [0, 1] tensor pairs out.
 
 LR images are made as the benchmarks make them: MATLAB-bicubic downscaling (`imresize`) of the
-uint8 HR image (modcropped for evaluation), quantised to uint8 like a saved LR file. Training items
+uint8 HR image (modcropped for evaluation), quantised to uint8 like a saved LR file. With
+`img_channels=1` the images are the BT.601 Y channel on [16, 235] (MATLAB `rgb2ycbcr`, rounded), the
+plane that Y-only models are scored on and that inference feeds them, not a full-range grey. Training items
 are random HR crops whose LR is computed on the fly, after the spatial transforms (flips and
 transposes commute with MATLAB's symmetric kernel and mirrored borders, so LR and HR are transformed
 identically) and before the hard ones (LR only).
@@ -28,6 +30,7 @@ from torch_sr.data.image_files import image_info, list_images
 from torch_sr.data.image_store import ImageStore
 from torch_sr.data.imresize import imresize
 from torch_sr.errors import ConfigError, DatasetError
+from torch_sr.metrics.color import rgb_to_y
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -40,6 +43,27 @@ def make_lr(hr: np.ndarray, scale: int, blur_sigma: float | None = None) -> np.n
     if blur_sigma:
         hr = gaussian_blur(hr, blur_sigma)
     return imresize(hr, 1 / scale)
+
+
+def to_y(img: np.ndarray) -> np.ndarray:
+    """uint8 RGB `HWC` -> uint8 `HW1` BT.601 Y on [16, 235], rounded (MATLAB `rgb2ycbcr` on uint8)."""
+    return np.rint(rgb_to_y(img)).astype(np.uint8)[:, :, None]
+
+
+def _open_store(paths: Sequence[Path], img_channels: int, cache: bool | None) -> ImageStore:
+    """Decoded RGB images; Y-only datasets reduce each item to Y (`_channels`) after cropping."""
+    if img_channels not in (1, 3):
+        raise DatasetError(f"img_channels must be 1 or 3, got {img_channels}")
+    return ImageStore(paths, 3, cache)
+
+
+def _channels(img: np.ndarray, img_channels: int) -> np.ndarray:
+    return to_y(img) if img_channels == 1 else img
+
+
+def _spatial_transforms(enabled: bool) -> dict[bool, SpatialTransform] | None:
+    """By whether the image is square: only square images may be transposed (batches must stack)."""
+    return {square: SpatialTransform(square) for square in (True, False)} if enabled else None
 
 
 def _patch_size(patch_size: int | Sequence[int] | None, scale: int) -> tuple[int, int] | None:
@@ -93,8 +117,8 @@ def _large_enough(paths: Sequence[Path], need: tuple[int, int]) -> list[Path]:
 class SRTrainDataset(Dataset):
     """Random HR crops of `patch_size` (H, W) with their MATLAB-bicubic LR, augmented on the fly.
 
-    `patch_size=None` gives whole (modcropped) images; images smaller than the patch are skipped
-    with a warning. `repeat` makes one epoch visit every image that many times. Images are decoded
+    `patch_size=None` gives whole (modcropped) images, transposed only when square, so images of
+    one size stack into batches; images smaller than the patch are skipped with a warning. `repeat` makes one epoch visit every image that many times. Images are decoded
     once and cached when they fit in memory (`cache=None`).
     """
 
@@ -118,9 +142,9 @@ class SRTrainDataset(Dataset):
         self.patch_size = _patch_size(patch_size, scale)
         self.blur_sigma = blur_sigma
         self.repeat = max(1, int(repeat))
-        self.store = ImageStore(_large_enough(paths, self.patch_size or (scale, scale)), img_channels, cache)
-        square = self.patch_size is None or self.patch_size[0] == self.patch_size[1]
-        self.spatial = SpatialTransform(square) if spatial_transforms else None
+        self.img_channels = img_channels
+        self.store = _open_store(_large_enough(paths, self.patch_size or (scale, scale)), img_channels, cache)
+        self.spatial = _spatial_transforms(spatial_transforms)
         self.hard = HardTransform() if hard_transforms else None
         self.items = _SeededItems(seed)
 
@@ -137,8 +161,9 @@ class SRTrainDataset(Dataset):
             y = int(rng.integers(0, img.shape[0] - ph + 1))
             x = int(rng.integers(0, img.shape[1] - pw + 1))
             hr = img[y : y + ph, x : x + pw]
+        hr = _channels(hr, self.img_channels)
         if self.spatial is not None:
-            (hr,) = self.spatial(rng, hr)
+            (hr,) = self.spatial[hr.shape[0] == hr.shape[1]](rng, hr)
         lr = make_lr(hr, self.scale, self.blur_sigma)
         if self.hard is not None:
             lr = self.hard(rng, lr)
@@ -174,7 +199,8 @@ class SREvalDataset(Dataset):
             raise ConfigError(f"scale must be at least 1, got {scale}")
         self.scale = scale
         self.blur_sigma = blur_sigma
-        self.store = ImageStore(paths, img_channels, cache)
+        self.img_channels = img_channels
+        self.store = _open_store(paths, img_channels, cache)
         for path, (h, w) in zip(self.store.paths, self.store.sizes):
             if h < scale or w < scale:
                 raise DatasetError(f"{path}: {w}x{h} pixels is smaller than the scale {scale}")
@@ -183,7 +209,7 @@ class SREvalDataset(Dataset):
         return len(self.store)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        hr = modcrop(self.store[i], self.scale)
+        hr = _channels(modcrop(self.store[i], self.scale), self.img_channels)
         lr = make_lr(hr, self.scale, self.blur_sigma)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.store.paths[i].stem, "gray": self.store.gray[i]}
 
@@ -229,15 +255,15 @@ class PairedImageDataset(Dataset):
         self.patch_size = _patch_size(patch_size, scale)
         self.repeat = max(1, int(repeat))
         lr_paths, hr_paths = _pair_paths(Path(lr_dir), Path(hr_dir), scale)
-        self.lr_store = ImageStore(lr_paths, img_channels, cache)
-        self.hr_store = ImageStore(hr_paths, img_channels, cache)
+        self.img_channels = img_channels
+        self.lr_store = _open_store(lr_paths, img_channels, cache)
+        self.hr_store = _open_store(hr_paths, img_channels, cache)
         for lr, hr, (h, w), (hh, hw) in zip(lr_paths, hr_paths, self.lr_store.sizes, self.hr_store.sizes):
             if not (0 <= hh - h * scale < scale and 0 <= hw - w * scale < scale):
                 raise DatasetError(f"{hr} is {hw}x{hh} but its LR {lr} is {w}x{h}: not a x{scale} pair")
             if self.patch_size and (h * scale < self.patch_size[0] or w * scale < self.patch_size[1]):
                 raise DatasetError(f"{hr}: smaller than the HR patch {self.patch_size[1]}x{self.patch_size[0]}")
-        square = self.patch_size is None or self.patch_size[0] == self.patch_size[1]
-        self.spatial = SpatialTransform(square) if spatial_transforms else None
+        self.spatial = _spatial_transforms(spatial_transforms)
         self.hard = HardTransform() if hard_transforms else None
         self.items = _SeededItems(seed)
 
@@ -256,8 +282,9 @@ class PairedImageDataset(Dataset):
             x = int(rng.integers(0, lr.shape[1] - pw + 1))
             lr = lr[y : y + ph, x : x + pw]
             hr = hr[y * s : (y + ph) * s, x * s : (x + pw) * s]
+        lr, hr = _channels(lr, self.img_channels), _channels(hr, self.img_channels)
         if self.spatial is not None:
-            hr, lr = self.spatial(rng, hr, lr)
+            hr, lr = self.spatial[hr.shape[0] == hr.shape[1]](rng, hr, lr)
         if self.hard is not None:
             lr = self.hard(rng, lr)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.hr_store.paths[k].stem}

@@ -2,8 +2,8 @@
 
 ESRGAN compares VGG-19 `conv5_4` features (before the ReLU) with an L1 distance; SRGAN uses an MSE
 on VGG features; the ResNet + PixelShuffle feature loss adds Gram-matrix terms. `PerceptualLoss`
-takes any extractor that returns `{layer name: feature map}`, so other backbones (e.g. ResNet-18)
-plug in without changing it.
+takes any extractor that returns `{layer name: feature map}`: VGG (`network: "vgg"`) or the
+ResNet-18 UNet's ResNet-18 features (`network: "resnet18"`).
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from torch_sr.archs.resnet_features import ResNetFeatures
 from torch_sr.archs.vgg_features import VGGFeatures
 from torch_sr.losses.content import build_content_loss
 
@@ -96,8 +97,18 @@ def build_perceptual_loss(
     style_weights: Mapping[str, float] | None = None,
     pretrained: bool = True,
     weights_path: str | os.PathLike | None = None,
+    network: str = "vgg",
 ) -> PerceptualLoss:
-    """A VGG perceptual loss computing only the layers it needs (the config's `perceptual_loss` keys)."""
+    """A perceptual loss computing only the layers it needs (the config's `perceptual_loss` keys).
+
+    `network` is 'vgg' (`vgg_type`'s named layers, `torch_sr.archs.vgg_features`) or 'resnet18'
+    (`torch_sr.archs.resnet_features`); both take ImageNet-normalised inputs.
+    """
     layers = [*layer_weights, *(style_weights or {})]
-    extractor = VGGFeatures(layers, vgg_type, pretrained=pretrained, weights_path=weights_path)
+    if network == "vgg":
+        extractor: nn.Module = VGGFeatures(layers, vgg_type, pretrained=pretrained, weights_path=weights_path)
+    elif network == "resnet18":
+        extractor = ResNetFeatures(layers, pretrained=pretrained, weights_path=weights_path)
+    else:
+        raise ValueError(f"unknown perceptual network {network!r}; choose 'vgg' or 'resnet18'")
     return PerceptualLoss(extractor, layer_weights, criterion, normalize_input, normalize_loss, style_weights)

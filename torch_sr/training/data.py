@@ -54,7 +54,11 @@ def _images(specs: tuple[str, ...], split: str, data_root: Path | None, download
 def build_train_set(
     cfg: TrainConfig, stage: Any, seed: int, data_root: Path | None = None, download: bool = True
 ) -> NumberedSamples:
-    """All of `stage.train_datasets` as one dataset of random crops (`stage` is a config section)."""
+    """All of `stage.train_datasets` as one dataset of random crops.
+
+    `cfg` is the run's config as the stage trains it (`Stage.config`: its scale and batch size) and
+    `stage` its section.
+    """
     from torch_sr.data.datasets import SRTrainDataset
 
     base = SRTrainDataset(
@@ -64,17 +68,17 @@ def build_train_set(
         spatial_transforms=True,
         hard_transforms=stage.hard_transforms,
         img_channels=cfg.img_channels,
+        blur_sigma=stage.blur_sigma,
         cache=cfg.data.cache,
         seed=seed,
     )
     if stage.cr_patch_size is None and cfg.batch_size > 1:
         s = cfg.scale_factor
         shapes = {(h - h % s, w - w % s) for h, w in base.store.sizes}
-        if len(shapes) > 1 or any(h != w for h, w in shapes):  # transposes turn non-square images
+        if len(shapes) > 1:  # (only square images are transposed, so one size stacks)
             raise ConfigError(
-                f"{cfg.source}: cr_patch_size is null (whole images) but the training images differ in size or are "
-                f"not square (transposed by the augmentation), so batches of {cfg.batch_size} cannot be stacked; set "
-                "a crop size or batch_size 1"
+                f"{cfg.source}: cr_patch_size is null (whole images) but the training images differ in size, so "
+                f"batches of {cfg.batch_size} cannot be stacked; set a crop size or batch_size 1"
             )
     return NumberedSamples(base, seed)
 

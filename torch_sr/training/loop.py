@@ -51,7 +51,7 @@ def train_stage(
 ) -> None:
     """Train `state` from its current iteration to the end of its stage."""
     cfg, device, ctx = session.cfg, session.device, session.ctx
-    clip = state.stage.section(cfg).grad_clip_norm
+    clip = state.stage.section.grad_clip_norm
     g, d = state.generator, state.discriminator
     d_frozen = without_ddp(d) if d is not None else None  # the discriminator as the generator step sees it
     adversarial = objective.adversarial
@@ -59,12 +59,12 @@ def train_stage(
     params = {name: [p for p in net.parameters() if p.requires_grad] for name, net in state.networks().items()}
     workers = loader_workers(cfg.data.num_workers, device)
     loader = build_train_loader(
-        train_set, cfg.batch_size, state.iteration, state.total_iterations, workers, ctx.rank, ctx.world_size,
+        train_set, state.batch_size, state.iteration, state.total_iterations, workers, ctx.rank, ctx.world_size,
         pin_memory=device.type == "cuda",
     )  # fmt: skip
     batches = iter(loader)
     show = session.options.progress and ctx.is_main
-    bar = progress_bar(state.total_iterations, state.iteration, state.stage.label, show)
+    bar = progress_bar(state.total_iterations, state.iteration, state.stage.name, show)
     sums: dict[str, float] = {}
     count, busy = 0, 0.0  # iterations and their seconds since the last log line
     for net in state.networks().values():
@@ -130,7 +130,7 @@ def _at_intervals(session: Session, state: TrainState, objective: Objective, val
     """What is due after the iteration just completed: validation, model files, checkpoint, --stop-after."""
     options, it = session.options, state.iteration
     last = it == state.total_iterations
-    if it % state.stage.section(session.cfg).val_interval == 0 or last:
+    if it % state.stage.section.val_interval == 0 or last:
         session.validate(state, objective, val_sets)
     if options.store_model_interval and it % options.store_model_interval == 0:
         session.save_model(state, f"iter{it}")

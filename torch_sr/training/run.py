@@ -1,10 +1,11 @@
-"""`train(cfg, options)`: both stages of a run, from scratch or from a checkpoint.
+"""`train(cfg, options)`: both stages of a run (and their phases), from scratch or from a checkpoint.
 
 A stage is composed, not subclassed: the config's generator (and, in stage 2, discriminator),
-the stage's `Objective` and its data go into a `TrainState` that `loop.train_stage` trains. Stage 2
-starts from what `load_model` would load from stage 1's final model (the EMA weights when stage 1
-kept an EMA, else the raw ones), copied with `load_fitting_weights`, which also lets a later stage
-change the network where shapes allow and reports what it could not carry over.
+the stage's `Objective` and its data go into a `TrainState` that `loop.train_stage` trains. Each
+stage or phase after the first starts from what `load_model` would load from the previous one's
+final model (the EMA weights when it kept an EMA, else the raw ones), copied with
+`load_fitting_weights`, which lets a later stage or phase change the network where shapes allow
+(progressive resizing: x2 -> x4 adds an upsampling step) and reports what it could not carry over.
 """
 from __future__ import annotations
 
@@ -84,16 +85,17 @@ def _seed_global_rngs(seed: int) -> None:
 def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Path]:
     cfg = session.cfg
     stages = build_stages(cfg)
-    first = int(checkpoint["training"]["stage_index"]) if checkpoint is not None else stages[0].index
+    first = _checkpoint_order(checkpoint) if checkpoint is not None else stages[0].order
     carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
-    for stage in (s for s in stages if s.index >= first):
-        resume = checkpoint if stage.index == first else None
+    for stage in (s for s in stages if s.order >= first):
+        resume = checkpoint if stage.order == first else None
         state, objective, train_set, val_sets = prepare_stage(session, stage, resume, carried, step_offset)
+        phase = f" (phase {stage.phase + 1}/{stage.num_phases})" if stage.phase is not None else ""
         session.logger.info(
-            f"{stage.label} stage: iterations {state.iteration}/{state.total_iterations}, "
-            f"{len(train_set)} training items, batch {cfg.batch_size}, {session.ctx.world_size} process(es) on "
-            f"{session.device}"
+            f"{stage.name} stage{phase}: x{stage.config.scale_factor}, iterations {state.iteration}/"
+            f"{state.total_iterations}, {len(train_set)} training items, batch {stage.config.batch_size}, "
+            f"{session.ctx.world_size} process(es) on {session.device}"
         )
         train_stage(session, state, objective, train_set, val_sets)
         carried = state.evaluated_generator.state_dict()
@@ -101,6 +103,12 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
         if session.ctx.is_main:
             finals.append(model_path(session.options.output_dir, session.prefix(stage), "final"))
     return finals
+
+
+def _checkpoint_order(checkpoint: dict[str, Any]) -> tuple[int, int]:
+    """The (stage, phase) a checkpoint was written in."""
+    t = checkpoint["training"]
+    return int(t["stage_index"]), int(t.get("phase") or 0)
 
 
 def _init_weights(cfg: TrainConfig) -> dict[str, torch.Tensor] | None:
@@ -118,9 +126,9 @@ def prepare_stage(
     step_offset: int,
 ) -> tuple[TrainState, Objective, Any, dict[str, Any]]:
     """A stage's networks, optimisers, objective and data: fresh, from the previous stage, or resumed."""
-    cfg, options, ctx, device = session.cfg, session.options, session.ctx, session.device
-    section = stage.section(cfg)
-    data_seed = derive_seed(cfg.seed, "data", stage.index)
+    cfg, options, ctx, device = stage.config, session.options, session.ctx, session.device
+    section = stage.section
+    data_seed = derive_seed(cfg.seed, "data", *stage.seed_keys)
     train_set = build_train_set(cfg, section, data_seed, options.data_root, options.download)
     total = stage_iterations(section, len(train_set), cfg.batch_size)
     val_sets = build_val_sets(cfg, section, options.data_root, options.download) if ctx.is_main else {}
@@ -129,7 +137,9 @@ def prepare_stage(
     if init_weights is not None and checkpoint is None:
         report = load_fitting_weights(generator, init_weights)
         origin = cfg.init_weights if step_offset == 0 else "the previous stage's generator"
-        session.logger.info(f"{stage.label} stage starts from {origin}: {report.summary()}")
+        if step_offset and stage.phase:
+            origin = "the previous phase's generator"
+        session.logger.info(f"{stage.name} stage starts from {origin}: {report.summary()}")
     generator.to(device, memory_format=session.memory_format)
     discriminator = None
     if stage.adversarial:

@@ -122,7 +122,7 @@ class Session:
         out = {name: v / world for name, v in zip(losses, synced)}
         for name, value in out.items():
             if not math.isfinite(value):
-                where = f"{state.stage.label} stage, iteration {state.iteration + 1}"
+                where = f"{state.stage.name} stage, iteration {state.iteration + 1}"
                 saved = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else (
                     "no checkpoint was written yet in this invocation"
                 )
@@ -140,7 +140,7 @@ class Session:
     def stop_here(self, state: TrainState, why: str, exit_code: int | None = None) -> None:
         """Save a checkpoint of the completed iterations and raise `TrainingStopped`."""
         path = self.save_checkpoint(state)
-        where = f"{state.stage.label} stage at iteration {state.iteration}/{state.total_iterations}"
+        where = f"{state.stage.name} stage at iteration {state.iteration}/{state.total_iterations}"
         saved = f"; checkpoint: {path}; continue with --resume or --load-checkpoint {path}" if path else ""
         message = f"{why}: stopped in the {where}{saved}"
         self.logger.info(message, echo=False)  # the command line prints it
@@ -152,7 +152,7 @@ class Session:
         return state.step_offset + state.iteration
 
     def log_training(self, state: TrainState, means: dict[str, float], seconds: float, count: int) -> None:
-        label = state.stage.label
+        label = state.stage.name
         lrs = {name: opt.param_groups[0]["lr"] for name, opt in state.optimizers.items()}
         scalars = {f"{label}/train/{k}": v for k, v in means.items()}
         scalars.update({f"{label}/lr/{k}": v for k, v in lrs.items()})
@@ -170,7 +170,7 @@ class Session:
         if not self.ctx.is_main or not val_sets:
             return
         result = validate(state.evaluated_generator, val_sets, objective, self.device, self.cfg.logging.val_images)
-        label, step = state.stage.label, self.global_step(state)
+        label, step = state.stage.name, self.global_step(state)
         self.logger.scalars({f"{label}/val/{k}": v for k, v in result.metrics.items()}, step)
         self.logger.images({f"{label}/samples/{k}": img for k, img in result.samples.items()}, step)
         self.logger.info(f"{label} validation at iteration {state.iteration}: {result.summary()}")
@@ -186,11 +186,11 @@ class Session:
     # -- files -------------------------------------------------------------------------------------
 
     def prefix(self, stage: Stage) -> str:
-        return file_prefix(self.timestamp, self.cfg, stage)
+        return file_prefix(self.timestamp, stage)
 
     def meta(self, state: TrainState) -> dict[str, Any]:
         """What a model file records about its training (JSON-able)."""
-        return {
+        meta = {
             "stage": state.stage.label,
             "iteration": state.iteration,
             "epoch": state.epoch,
@@ -199,6 +199,9 @@ class Session:
             "ema": state.ema is not None,
             "config": self.config_dict,
         }
+        if state.stage.phase is not None:
+            meta["phase"] = state.stage.phase + 1  # 1-based, as in the file name
+        return meta
 
     def save_model(self, state: TrainState, kind: str, extra: dict[str, Any] | None = None) -> Path | None:
         """`<prefix>_<kind>_model.pth` (generator + EMA); main process only."""
@@ -212,7 +215,7 @@ class Session:
         """The full training state at the current iteration (once per iteration); main process only."""
         if not self.ctx.is_main:
             return None
-        key = (state.stage.label, state.iteration)
+        key = (state.stage.order, state.iteration)
         if self._saved == key and self.last_checkpoint is not None:
             return self.last_checkpoint
         training = {

@@ -70,6 +70,7 @@ class TrainState:
         return {
             "stage": self.stage.label,
             "stage_index": self.stage.index,
+            "phase": self.stage.phase,
             "iteration": self.iteration,
             "total_iterations": self.total_iterations,
             "epoch": self.epoch,
@@ -119,5 +120,5 @@ def build_optimizers(
 
 
 def network_seed(cfg: TrainConfig, role: str, stage: Stage) -> int:
-    """The seed a network of `role` ('generator', 'discriminator', 'vgg') is initialised from in `stage`."""
-    return derive_seed(cfg.seed, role, stage.index)
+    """The seed a network of `role` ('generator', 'discriminator', 'loss') is initialised from in `stage`."""
+    return derive_seed(cfg.seed, role, *stage.seed_keys)
