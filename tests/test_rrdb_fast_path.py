@@ -14,7 +14,7 @@ SMALL = dict(rrdb_channels=16, growth_channels=8, num_basic_blocks=2)
 
 
 def _fast(model: torch.nn.Module) -> RRDBNet:
-    return describe_state_dict(model.state_dict()).build().eval().optimize_for_inference()
+    return describe_state_dict(model.state_dict()).build().eval().optimize_for_inference(True)
 
 
 def _agree(got: torch.Tensor, ref: torch.Tensor, truth: torch.Tensor) -> None:
@@ -56,13 +56,18 @@ def test_off_by_default_and_switchable(spy):
     with torch.no_grad():
         plain = model(x)
         assert not spy
-        assert model.optimize_for_inference() is model
+        assert model.optimize_for_inference(True) is model
         fast = model(x)
         assert spy
         spy.clear()
         model.optimize_for_inference(False)
         assert torch.equal(model(x), plain) and not spy
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_choice_is_on_for_wide_networks_only():
+    assert RRDBNet(num_basic_blocks=1).optimize_for_inference().fast_inference
+    assert not RRDBNet(**SMALL).optimize_for_inference().fast_inference
 
 
 @pytest.mark.parametrize(
@@ -87,7 +92,7 @@ def test_non_default_hyperparameters_match_the_plain_layers(hparams, shape, spy)
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         plain = model(x)
-        fast = model.optimize_for_inference()(x)
+        fast = model.optimize_for_inference(True)(x)
     assert spy
     _agree(fast, plain, _float64_output(model, x))
 
@@ -113,7 +118,7 @@ def test_published_variants_match(ref):
 
 def test_training_gradients_equal_the_reference():
     ref = randomize_(BasicSRRRDBNet(num_feat=16, num_block=2, num_grow_ch=8), seed=8)
-    ours = describe_state_dict(ref.state_dict()).build().train().optimize_for_inference()
+    ours = describe_state_dict(ref.state_dict()).build().train().optimize_for_inference(True)
     x = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(3))
     xs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
     target = torch.rand(2, 3, 28, 36, generator=torch.Generator().manual_seed(4))
@@ -127,7 +132,7 @@ def test_training_gradients_equal_the_reference():
 
 
 def test_weights_changed_after_a_fast_call_are_used():
-    model = randomize_(RRDBNet(**SMALL), seed=9).optimize_for_inference()
+    model = randomize_(RRDBNet(**SMALL), seed=9).optimize_for_inference(True)
     x = torch.rand(1, 3, 6, 6)
     with torch.no_grad():
         before = model(x)
@@ -154,7 +159,7 @@ def _bf16_conv_supported() -> bool:
 @pytest.mark.parametrize("mode", ["bf16-weights", "autocast"])
 def test_bf16_on_cpu_is_finite_and_close_to_fp32(mode):
     torch.manual_seed(0)
-    model = RRDBNet(num_basic_blocks=2).eval().optimize_for_inference()
+    model = RRDBNet(num_basic_blocks=2).eval().optimize_for_inference(True)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
         fp32 = model(x)
@@ -185,3 +190,10 @@ def test_winograd_conv3x3_is_conv2d(shape, monkeypatch):
     outside = dst.clone()
     grid.inner(outside).zero_()
     assert not outside.any()  # border and overhang stay zero: they are the next conv's padding
+
+
+def test_upscaler_switches_the_fast_path_on_for_the_paper_network():
+    from torch_sr.inference.upscaler import Upscaler
+
+    assert Upscaler(RRDBNet(num_basic_blocks=1), device="cpu").model.fast_inference
+    assert not Upscaler(RRDBNet(**SMALL), device="cpu").model.fast_inference

@@ -26,6 +26,8 @@ from torch import nn
 from torch_sr.archs import winograd
 from torch_sr.archs.init import scaled_kaiming_init_
 
+FAST_MIN_CHANNELS = 64  # `optimize_for_inference()` default: the Winograd path pays from here (docs/benchmarks.md)
+
 
 class ResidualDenseBlock(nn.Module):
     """`num_convs` densely connected 3x3 convs; the last one maps back to `channels` (an RDB)."""
@@ -206,12 +208,17 @@ class RRDBNet(nn.Module):
                 feat = self.lrelu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
 
-    def optimize_for_inference(self, enabled: bool = True) -> RRDBNet:
+    def optimize_for_inference(self, enabled: bool | None = None) -> RRDBNet:
         """Run float32 CPU calls made without grad through the Winograd path (see the module doc); returns `self`.
 
-        Outputs then match the plain layers to float32 rounding (about 1e-6 of the output range),
-        not bit for bit. Nothing is precomputed: training, saving and loading are unaffected.
+        `None` switches it on only where it pays: networks of at least `FAST_MIN_CHANNELS` trunk
+        channels (1.5x faster at the paper's 64; at 16-32 channels the transforms cost more than the
+        multiplications they save). Outputs then match the plain layers to float32 rounding (about 1e-6
+        of the output range), not bit for bit. Nothing is precomputed: training, saving and loading
+        are unaffected.
         """
+        if enabled is None:
+            enabled = self.conv_first.out_channels >= FAST_MIN_CHANNELS
         self.fast_inference = enabled
         return self
 

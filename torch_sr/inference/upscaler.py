@@ -31,6 +31,8 @@ class Upscaler:
     `precision` "fp16"/"bf16" runs under autocast on CUDA; on the CPU it is ignored with a
     warning unless `force_autocast=True` (CPU autocast is slow; meant for tests and experiments).
     A half-precision batch that comes out non-finite is recomputed in float32.
+    A model with a faster inference path (`RRDBNet.optimize_for_inference`) gets it switched on
+    where it pays, on its own terms.
     """
 
     def __init__(
@@ -56,6 +58,8 @@ class Upscaler:
         if not isinstance(scale, int) or scale < 1:
             raise TorchSRError(f"{type(model).__name__} has no integer `.scale`; cannot tell the output size")
         self.model = model.to(self.device).eval()
+        if hasattr(model, "optimize_for_inference"):
+            model.optimize_for_inference()
         self.scale = scale
         self.model_channels = int(getattr(model, "in_channels", 3))
         self.size_multiple = int(getattr(model, "size_multiple", 1))
