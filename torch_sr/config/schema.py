@@ -425,6 +425,8 @@ class TrainConfig:
         if not self.pretraining.enabled and not self.training.enabled:
             yield "training/enabled", "both stages are disabled: nothing to train"
         for path, section in self.stage_sections():
+            if not getattr(self, path.split("/")[0]).enabled:
+                continue  # a disabled stage's crop (often the default) never meets the scale
             scale = section.scale_factor or self.scale_factor
             if section.cr_patch_size is not None and any(p % scale for p in section.cr_patch_size):
                 yield f"{path}/cr_patch_size", f"{list(section.cr_patch_size)} is not a multiple of scale_factor {scale}"

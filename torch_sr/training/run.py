@@ -92,8 +92,10 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
         resume = checkpoint if stage.order == first else None
         state, objective, train_set, val_sets = prepare_stage(session, stage, resume, carried, step_offset)
         phase = f" (phase {stage.phase + 1}/{stage.num_phases})" if stage.phase is not None else ""
+        crop = stage.section.cr_patch_size
+        crop_text = f"{crop[0]}x{crop[1]} HR crops" if crop is not None else "whole images"
         session.logger.info(
-            f"{stage.name} stage{phase}: x{stage.config.scale_factor}, iterations {state.iteration}/"
+            f"{stage.name} stage{phase}: x{stage.config.scale_factor}, {crop_text}, iterations {state.iteration}/"
             f"{state.total_iterations}, {len(train_set)} training items, batch {stage.config.batch_size}, "
             f"{session.ctx.world_size} process(es) on {session.device}"
         )
