@@ -2,6 +2,7 @@
 
     python benchmarks/bench_inference.py                      # x4 RRDBNet 23x64, 64x64 and 128x128, 2 threads
     python benchmarks/bench_inference.py --model weights.pth  # also a model file (e.g. the shipped default)
+    python benchmarks/bench_inference.py --models-only --model torch_sr/weights/default_x4.pth --sizes 256
 
 CPU: the reference below is BasicSR's `RRDBNet` exactly as published (concatenations, a separate
 LeakyReLU, `x * 0.2 + x`), in this file so that it shares nothing with torch_sr. Both models get
@@ -342,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed calls of each model first")
     p.add_argument("--repeats", type=int, default=7, help="timed calls of each model, interleaved")
     p.add_argument("--model", action="append", default=[], help="also benchmark this model file (repeatable)")
+    p.add_argument("--models-only", action="store_true", help="only the --model files, not the random-weight 23x64 net")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     p.add_argument("--clock-ghz", type=float, help="CPU clock for the peak (default: /proc/cpuinfo 'cpu MHz')")
     p.add_argument("--fma-units", type=int, default=2, help="FMA pipes per core (2 on Haswell+ and Zen 2+)")
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(peak_rss_worker(json.loads(args.peak_worker))))
         return 0
 
-    specs = [("x4 RRDBNet 23x64, random weights", {"seed": args.seed})]
+    specs = [] if args.models_only else [("x4 RRDBNet 23x64, random weights", {"seed": args.seed})]
     specs += [(f"model file {m}", {"model": m}) for m in args.model]
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{args.threads} threads; sgemm 2048^3: {sgemm_gflops():.0f} GFLOP/s; load average {load_average()}")

@@ -13,7 +13,7 @@ from torch_sr.data.catalogue import resolve_images
 from torch_sr.data.datasets import SREvalDataset
 from torch_sr.data.imresize import imresize
 from torch_sr.errors import TorchSRError
-from torch_sr.evaluation import evaluate
+from torch_sr.evaluation import comparison_table, evaluate
 from torch_sr.metrics import lpips as lpips_module
 from torch_sr.metrics.psnr import calculate_psnr
 from torch_sr.metrics.ssim import calculate_ssim
@@ -124,6 +124,24 @@ def test_table_and_dict(images):
     d = bic_only.to_dict()
     assert set(d["mean"]) == {"bicubic_psnr", "bicubic_ssim"} and d["channel"] == "rgb" and d["crop_border"] == 0
     assert len(d["images"]) == 2 and "psnr" not in d["images"][0]
+
+
+def test_comparison_table_puts_models_side_by_side(images):
+    ds = SREvalDataset(images, 2)
+    bilinear = lambda lr: torch.nn.functional.interpolate(lr, scale_factor=2, mode="bilinear")
+    perfect, blurry = evaluate(oracle(ds), ds, crop_border=2, name="Mine"), evaluate(bilinear, ds, crop_border=2)
+    lines = comparison_table([("perfect", perfect), ("blurry", blurry)]).splitlines()
+    assert lines[0].startswith("Mine x2: PSNR (dB) / SSIM on Y (BT.601), 2 px shaved, 2 images, perfect ")
+    assert lines[1].split() == ["image", "bicubic", "PSNR", "bicubic", "SSIM", "perfect", "PSNR", "perfect", "SSIM",
+                                "blurry", "PSNR", "blurry", "SSIM"]  # fmt: skip
+    b = blurry.images[1]
+    assert lines[3].split() == ["im1", f"{b.bicubic_psnr:.2f}", f"{b.bicubic_ssim:.4f}", "inf", "1.0000",
+                                f"{b.psnr:.2f}", f"{b.ssim:.4f}"]  # fmt: skip
+    assert lines[-1].split()[5:] == [f"{blurry.mean_psnr:.2f}", f"{blurry.mean_ssim:.4f}"]
+    assert lines[1].index("blurry PSNR") + len("blurry PSNR") == lines[3].index(f"{b.psnr:.2f}") + len(f"{b.psnr:.2f}")
+    other_set = evaluate(bilinear, SREvalDataset(images[:1], 2), crop_border=2)
+    with pytest.raises(ValueError, match="'other' was not scored on the same images"):
+        comparison_table([("perfect", perfect), ("other", other_set)])
 
 
 def test_lpips_column_when_available(images, monkeypatch):

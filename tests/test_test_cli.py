@@ -1,4 +1,4 @@
-"""test.py: tables, saved SR images, comparison figures, JSON, the bicubic mode and user errors."""
+"""test.py: tables, saved SR images, comparison figures, JSON, several models, the bicubic mode and user errors."""
 import json
 
 import numpy as np
@@ -8,14 +8,28 @@ from PIL import Image
 
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.checkpoint.model_file import save_model
-from torch_sr.cli.test import main
+from torch_sr.cli.test import main, model_labels
+from torch_sr.comparison_figure import GAP, PANEL_WIDTH, _fit, comparison_figure
+from torch_sr.data.catalogue import resolve_images
+from torch_sr.data.datasets import SREvalDataset
+from torch_sr.data.imresize import imresize
+from torch_sr.metrics.inputs import to_uint8
+
+
+def tiny_rrdb(tmp_path_factory, name, scale, seed):
+    torch.manual_seed(seed)
+    model = RRDBNet(scale_factor=scale, rrdb_channels=8, growth_channels=4, num_basic_blocks=1, num_dense_blocks=1)
+    return save_model(model, tmp_path_factory.mktemp("models") / name)
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    model = RRDBNet(scale_factor=4, rrdb_channels=8, growth_channels=4, num_basic_blocks=1, num_dense_blocks=1)
-    return save_model(model, tmp_path_factory.mktemp("models") / "tiny_x4.pth")
+    return tiny_rrdb(tmp_path_factory, "tiny_x4.pth", 4, 0)
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory):
+    return tiny_rrdb(tmp_path_factory, "other_x4.pth", 4, 1)
 
 
 @pytest.fixture
@@ -52,8 +66,8 @@ def test_model_on_a_folder_saves_images_figures_and_json(tiny_model, folder, tmp
     assert result["scale"] == 4 and res["channel"] == "y" and res["crop_border"] == 4
     assert {"psnr", "ssim", "bicubic_psnr", "bicubic_ssim"} <= set(res["mean"])
     assert [im["name"] for im in res["images"]] == ["pic0", "pic1"]
-    best = max(res["images"], key=lambda im: im["psnr"])["name"]
-    assert figures[0].name == f"{best}_comparison.png"  # the best image by SR PSNR
+    best = max(res["images"], key=lambda im: im["psnr"] - im["bicubic_psnr"])["name"]
+    assert figures[0].name == f"{best}_comparison.png"  # the image the model improves most over bicubic
 
 
 def test_tiling_does_not_change_scores(tiny_model, folder, capsys):
@@ -84,6 +98,93 @@ def test_set5_from_shared_data(tiny_model, shared_data, capsys):
     assert res["dataset"] == "Set5" and len(res["images"]) == 5
     assert res["mean"]["bicubic_psnr"] == pytest.approx(28.42, abs=0.02)
     assert res["mean"]["psnr"] < res["mean"]["bicubic_psnr"]  # an untrained model is worse than bicubic
+
+
+def test_two_models_side_by_side(tiny_model, other_model, folder, tmp_path, capsys):
+    out, name = tmp_path / "results", folder.name
+    alone = [run_json(capsys, [str(m), "-d", str(folder)])["results"][0] for m in (tiny_model, other_model)]
+    code = main([str(tiny_model), str(other_model), "-d", str(folder), "-o", str(out), "-s", "1",
+                 "--json", str(out / "r.json")])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    head = printed.splitlines()[1].split()
+    assert head == ["image", "bicubic", "PSNR", "bicubic", "SSIM", "tiny_x4", "PSNR", "tiny_x4", "SSIM",
+                    "other_x4", "PSNR", "other_x4", "SSIM"]  # fmt: skip
+    mean_row = next(line for line in printed.splitlines() if line.startswith("mean")).split()
+    assert mean_row[1:] == [f"{alone[0]['mean']['bicubic_psnr']:.2f}", f"{alone[0]['mean']['bicubic_ssim']:.4f}",
+                            f"{alone[0]['mean']['psnr']:.2f}", f"{alone[0]['mean']['ssim']:.4f}",
+                            f"{alone[1]['mean']['psnr']:.2f}", f"{alone[1]['mean']['ssim']:.4f}"]  # fmt: skip
+    data = json.loads((out / "r.json").read_text())
+    assert data["scale"] == 4 and "results" not in data
+    assert [m["label"] for m in data["models"]] == ["tiny_x4", "other_x4"]
+    assert [m["model"] for m in data["models"]] == [str(tiny_model), str(other_model)]
+    for entry, solo in zip(data["models"], alone):  # each model scores exactly as when scored alone
+        res = entry["results"][0]
+        assert res["mean"] == solo["mean"] and res["images"] == solo["images"]
+    assert alone[0]["mean"]["psnr"] != alone[1]["mean"]["psnr"]
+
+    # SR images per model; one figure LR | bicubic | tiny_x4 | other_x4 | HR of the first model's best gain.
+    sr = {label: np.asarray(Image.open(out / name / label / "pic0.png")) for label in ("tiny_x4", "other_x4")}
+    assert sr["tiny_x4"].shape == sr["other_x4"].shape == (48, 52, 3)
+    assert not (out / name / "pic0.png").exists()
+    figures = sorted((out / name).glob("*_comparison.png"))
+    images = alone[0]["images"]
+    best = max(range(len(images)), key=lambda i: images[i]["psnr"] - images[i]["bicubic_psnr"])
+    assert [f.name for f in figures] == [f"{images[best]['name']}_comparison.png"]
+    fig = np.asarray(Image.open(figures[0]))
+    assert fig.shape[1] == 5 * PANEL_WIDTH + 6 * GAP
+    item = SREvalDataset(resolve_images(str(folder), "test", None, download=False), 4)[best]
+    lr, hr = to_uint8(item["lr"]), to_uint8(item["hr"])
+    im = [solo["images"][best] for solo in alone]
+    panels = [("LR (nearest)", lr),
+              (f"bicubic {im[0]['bicubic_psnr']:.2f} dB / {im[0]['bicubic_ssim']:.4f}", imresize(lr, 4))]  # fmt: skip
+    for label, scores in zip(("tiny_x4", "other_x4"), im):
+        saved = np.array(Image.open(out / name / label / f"{item['name']}.png"))
+        panels.append((f"{label} {scores['psnr']:.2f} dB / {scores['ssim']:.4f}", torch.from_numpy(saved).permute(2, 0, 1)))
+    panels.append(("HR", hr))
+    expected = comparison_figure(panels, tuple(hr.shape[-2:]), f"{name} {item['name']} x4")
+    assert np.array_equal(fig, expected)  # the panels, in order, are those images with those scores
+
+
+def test_single_model_figure_has_four_panels(tiny_model, folder, tmp_path):
+    assert main([str(tiny_model), "-d", str(folder), "-s", "2", "-o", str(tmp_path / "o")]) == 0
+    figures = list((tmp_path / "o" / folder.name).glob("*_comparison.png"))
+    assert len(figures) == 2
+    assert all(np.asarray(Image.open(f)).shape[1] == 4 * PANEL_WIDTH + 5 * GAP for f in figures)
+
+
+def test_same_file_twice_gets_distinct_labels(tiny_model, folder, capsys):
+    data = run_json(capsys, [str(tiny_model), str(tiny_model), "-d", str(folder)])
+    first, second = data["models"]
+    assert (first["label"], second["label"]) == ("tiny_x4-1", "tiny_x4-2")
+    assert first["results"] == [{**second["results"][0], "seconds": first["results"][0]["seconds"]}]
+
+
+def test_long_panel_labels_are_shortened_in_the_middle():
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label = "1657192860_RRDB_ESRGAN_x4_final_model_interpolated_alpha0.8 27.12 dB / 0.8123"
+    short = _fit(draw, label, PANEL_WIDTH - 2)
+    assert draw.textlength(label) > PANEL_WIDTH and draw.textlength(short) <= PANEL_WIDTH - 2
+    assert short.startswith("1657192860_RRDB") and short.endswith("27.12 dB / 0.8123") and "..." in short
+    assert _fit(draw, "tiny_x4 25.00 dB / 0.7000", PANEL_WIDTH - 2) == "tiny_x4 25.00 dB / 0.7000"
+
+
+def test_model_labels_are_stems_made_distinct():
+    assert model_labels(["a/psnr.pth", "b/gan.safetensors"]) == ["psnr", "gan"]
+    assert model_labels(["a/net.pth", "b/net.pth", "c/other.pth"]) == ["net-1", "net-2", "other"]
+    labels = model_labels(["a/net.pth", "b/net.pth", "net-1.pth"])
+    assert len(set(labels)) == 3 and labels[2] == "net-1"
+
+
+def test_models_of_different_scales_are_refused(tiny_model, tmp_path_factory, folder, capsys):
+    x2 = tiny_rrdb(tmp_path_factory, "tiny_x2.pth", 2, 0)
+    assert main([str(tiny_model), str(x2), "-d", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tiny_model} x4" in err and f"{x2} x2" in err and "different" in err
+    assert main([str(tiny_model), str(tiny_model), "--scale", "2", "-d", str(folder)]) == 2
+    assert "does not match the models" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

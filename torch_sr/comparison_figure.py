@@ -1,4 +1,4 @@
-"""Side-by-side figures LR | bicubic | SR | HR with zoomed crops, drawn with PIL (no matplotlib).
+"""Side-by-side figures LR | bicubic | SR (one panel per model) | HR with zoomed crops, drawn with PIL.
 
 The zoomed region is the crop of the HR image with the most detail (gradient energy), where
 upscalers differ most; it is outlined on the full-size panels.
@@ -36,13 +36,26 @@ def _rgb(img: torch.Tensor) -> np.ndarray:
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
+def _fit(draw, text: str, width: int) -> str:
+    """`text`, shortened in the middle ("abc...xyz") to fit `width` pixels: a long model name keeps its
+    start and the scores at its end."""
+    if draw.textlength(text) <= width:
+        return text
+    for keep in range(len(text) - 1, 1, -1):
+        short = f"{text[: keep // 2]}...{text[len(text) - (keep - keep // 2):]}"
+        if draw.textlength(short) <= width:
+            return short
+    return "..."
+
+
 def comparison_figure(
     panels: list[tuple[str, torch.Tensor]], hr_size: tuple[int, int], title: str = ""
 ) -> np.ndarray:
     """Figure (uint8 HWC) of labelled panels, each image shown whole and as a zoomed crop.
 
-    `panels`: (label, uint8 CHW image); images smaller than `hr_size` (the LR) are enlarged with
-    nearest neighbour so every panel shows the same region at the same size.
+    `panels`: (label, uint8 CHW image), any number of them, left to right; images smaller than
+    `hr_size` (the LR) are enlarged with nearest neighbour so every panel shows the same region at
+    the same size. Labels too wide for a panel are shortened in the middle.
     """
     from PIL import Image, ImageDraw
 
@@ -71,7 +84,7 @@ def comparison_figure(
         draw.text((GAP, 3), title, fill=(0, 0, 0))
     for k, ((label, _), full, zoom) in enumerate(zip(panels, full_panels, zooms)):
         x = GAP + k * (PANEL_WIDTH + GAP)
-        draw.text((x, top + 3), label, fill=(0, 0, 0))
+        draw.text((x, top + 3), _fit(draw, label, PANEL_WIDTH - 2), fill=(0, 0, 0))
         canvas.paste(full, (x, top + LABEL_HEIGHT))
         canvas.paste(zoom, (x, top + LABEL_HEIGHT + show_h + GAP))
     return np.asarray(canvas)

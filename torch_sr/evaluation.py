@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,37 +107,68 @@ class EvalResult:
             "images": [{"name": s.name, **{c: num(v) for c, v in asdict(s).items() if c in cols}} for s in self.images],
         }
 
+    def title(self, timing: str | None = None) -> str:
+        """First line of the tables: dataset, scale, channel, shave, image count and `timing` (default: seconds)."""
+        channel = "Y (BT.601)" if self.y_channel else "RGB"
+        return (
+            f"{self.dataset} x{self.scale}: PSNR (dB) / SSIM on {channel}, {self.crop_border} px shaved, "
+            f"{len(self.images)} images, {timing or f'{self.seconds:.1f} s'}"
+        )
+
     def format_table(self) -> str:
         cols = self.columns()
-        heads = {
-            "psnr": "PSNR",
-            "ssim": "SSIM",
-            "lpips": "LPIPS",
-            "bicubic_psnr": "bicubic PSNR",
-            "bicubic_ssim": "bicubic SSIM",
-            "bicubic_lpips": "bicubic LPIPS",
-        }
-        fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
-        width = max([len("mean")] + [len(s.name) for s in self.images])
-        colw = [max(len(heads[c]), 8) for c in cols]
-        channel = "Y (BT.601)" if self.y_channel else "RGB"
-        lines = [
-            f"{self.dataset} x{self.scale}: PSNR (dB) / SSIM on {channel}, {self.crop_border} px shaved, "
-            f"{len(self.images)} images, {self.seconds:.1f} s",
-            "  ".join([f"{'image':<{width}}"] + [f"{heads[c]:>{w}}" for c, w in zip(cols, colw)]),
-        ]
-
-        def row(label: str, values: list[float]) -> str:
-            cells = [fmt[c.removeprefix("bicubic_")].format(v) for c, v in zip(cols, values)]
-            return "  ".join([f"{label:<{width}}"] + [f"{cell:>{w}}" for cell, w in zip(cells, colw)])
-
-        for s in self.images:
-            lines.append(row(s.name, [getattr(s, c) for c in cols]))
-        lines.append("-" * len(lines[1]))
-        lines.append(row("mean", [self.mean(c) for c in cols]))
-        return "\n".join(lines)
+        return _render_table(self.title(), self, [(HEADS[c], c, self) for c in cols])
 
     __str__ = format_table
+
+
+HEADS = {
+    "psnr": "PSNR",
+    "ssim": "SSIM",
+    "lpips": "LPIPS",
+    "bicubic_psnr": "bicubic PSNR",
+    "bicubic_ssim": "bicubic SSIM",
+    "bicubic_lpips": "bicubic LPIPS",
+}
+FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}"}
+
+
+def _render_table(title: str, rows: EvalResult, columns: list[tuple[str, str, EvalResult]]) -> str:
+    """Text table: one row per image of `rows` and a mean row; `columns` are (heading, column, result)."""
+    fmt = [FORMATS[c.removeprefix("bicubic_")] for _, c, _ in columns]
+    width = max([len("image")] + [len(s.name) for s in rows.images])
+    colw = [max(len(head), 8) for head, _, _ in columns]
+    lines = [title, "  ".join([f"{'image':<{width}}"] + [f"{h:>{w}}" for (h, _, _), w in zip(columns, colw)])]
+
+    def row(label: str, values: list[float]) -> str:
+        cells = [f.format(v) for f, v in zip(fmt, values)]
+        return "  ".join([f"{label:<{width}}"] + [f"{cell:>{w}}" for cell, w in zip(cells, colw)])
+
+    for i, s in enumerate(rows.images):
+        lines.append(row(s.name, [getattr(r.images[i], c) for _, c, r in columns]))
+    lines.append("-" * len(lines[1]))
+    lines.append(row("mean", [r.mean(c) for _, c, r in columns]))
+    return "\n".join(lines)
+
+
+def comparison_table(labelled: Sequence[tuple[str, EvalResult]]) -> str:
+    """One table for several models scored on the same images: the first result's bicubic columns,
+    then each model's columns headed by its label (`"<label> PSNR"`), so models read side by side."""
+    if not labelled:
+        raise ValueError("comparison_table: no results")
+    first = labelled[0][1]
+
+    def scored_on(r: EvalResult) -> tuple:
+        return [s.name for s in r.images], r.scale, r.crop_border, r.y_channel
+
+    for label, r in labelled[1:]:
+        if scored_on(r) != scored_on(first):
+            raise ValueError(f"comparison_table: {label!r} was not scored on the same images and settings")
+    columns = [(HEADS[c], c, first) for c in first.columns() if c.startswith("bicubic_")]
+    for label, r in labelled:
+        columns += [(f"{label} {HEADS[c]}", c, r) for c in r.columns() if not c.startswith("bicubic_")]
+    timing = ", ".join(f"{label} {r.seconds:.1f} s" for label, r in labelled)
+    return _render_table(first.title(timing), first, columns)
 
 
 def _scores(out: torch.Tensor, hr: torch.Tensor, ref: torch.Tensor, crop_border: int, y_channel: bool, lpips: bool) -> dict:

@@ -1,14 +1,18 @@
-"""`test.py`: score a model (or the bicubic baseline) on benchmark sets as the papers do.
+"""`test.py`: score one or more models (or the bicubic baseline) on benchmark sets as the papers do.
 
 PSNR/SSIM on the Y channel with `scale` pixels shaved by default, LR made with MATLAB bicubic from
-the modcropped HR, the bicubic baseline beside every model score. SR images go to `-o OUT_DIR`,
-`-s N` draws LR | bicubic | SR | HR figures of the N best images, `--json` writes the numbers.
+the modcropped HR, the bicubic baseline beside every model score; several models are scored one
+after another on the same images and shown side by side. SR images go to `-o OUT_DIR`, `-s N` draws
+LR | bicubic | SR of each model | HR figures of the N images the first model improves most,
+`--json` writes the numbers.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a super-resolution model on benchmark datasets: PSNR/SSIM (Y channel of BT.601, "
         "scale pixels shaved, as published), with the MATLAB-bicubic baseline beside it.",
     )
-    p.add_argument("model", nargs="?", metavar="MODEL", help="model file (any format load_model reads)")
+    p.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="model file(s) (any format load_model reads); several are scored side by side, labelled by file name",
+    )
     p.add_argument(
         "-d",
         "--datasets",
@@ -40,9 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="draw LR/bicubic/SR/HR figures of the N best images (into OUT_DIR/<dataset>/, else test_results/)",
+        help="draw LR | bicubic | SR of each model | HR figures of the N images with the largest gain of the first "
+        "model over bicubic (into OUT_DIR/<dataset>/, else test_results/<dataset>/)",
     )
-    p.add_argument("-o", "--out-dir", type=Path, help="save SR images (and figures) under OUT_DIR/<dataset>/")
+    p.add_argument(
+        "-o",
+        "--out-dir",
+        type=Path,
+        help="save SR images (and figures) under OUT_DIR/<dataset>/ (OUT_DIR/<dataset>/<model>/ with several models)",
+    )
     p.add_argument("--scale", type=int, help="scale factor (default: the model's; 4 with --bicubic)")
     channel = p.add_mutually_exclusive_group()
     channel.add_argument("--y-channel", dest="y_channel", action="store_true", default=True, help="score Y (default)")
@@ -78,40 +93,95 @@ def _dataset_name(spec: str) -> str:
     return DISPLAY_NAMES.get(spec.lower()) or Path(spec).expanduser().resolve().name or spec
 
 
+def model_labels(paths: Sequence[str]) -> list[str]:
+    """File stems naming the models in tables, figures and folders; stems two files share are numbered
+    (`net-1`, `net-2`) so that every label is distinct."""
+    stems = [Path(p).stem for p in paths]
+    taken = {stem for stem in stems if stems.count(stem) == 1}
+    labels = []
+    for stem in stems:
+        label, k = stem, 1
+        if stems.count(stem) > 1:
+            while f"{stem}-{k}" in taken:
+                k += 1
+            label = f"{stem}-{k}"
+        taken.add(label)
+        labels.append(label)
+    return labels
+
+
+def _gain(out) -> float:
+    """What `-s` ranks by: the SR's PSNR gain over bicubic (the bicubic PSNR when there is no model)."""
+    s = out.score
+    if out.sr is None:
+        return s.bicubic_psnr
+    gain = s.psnr - s.bicubic_psnr
+    return 0.0 if math.isnan(gain) else gain  # both infinite: a flat image, nothing to show
+
+
 class BestImages:
-    """Keeps the N images with the highest PSNR (of the SR, or of bicubic when there is no model)."""
+    """Keeps the outputs of the N images with the largest `_gain`."""
 
     def __init__(self, n: int):
         self.n, self.heap, self.count = n, [], 0
 
     def __call__(self, out) -> None:
-        psnr = out.score.psnr if out.sr is not None else out.score.bicubic_psnr
+        gain = _gain(out)
         self.count += 1
-        entry = (psnr, -self.count, out)  # -count breaks ties without comparing tensors
+        entry = (gain, -self.count, out)  # -count breaks ties without comparing tensors
         if len(self.heap) < self.n:
             heapq.heappush(self.heap, entry)
-        elif psnr > self.heap[0][0]:
+        elif gain > self.heap[0][0]:
             heapq.heapreplace(self.heap, entry)
 
     def best_first(self) -> list:
         return [out for _, _, out in sorted(self.heap, key=lambda e: (-e[0], -e[1]))]
 
 
-def _write_figures(best: BestImages, folder: Path, dataset: str, scale: int) -> list[Path]:
+def _keep_chosen(chosen: dict[str, list], out) -> None:
+    """`on_image` of the models after the first: keep their outputs of the images chosen for figures."""
+    if out.name in chosen:
+        chosen[out.name].append(out)
+
+
+def _write_figures(chosen: dict[str, list], labels: list[str], folder: Path, dataset: str, scale: int) -> list[Path]:
+    """One figure per image of `chosen` (image name -> the outputs of each model, in `labels` order)."""
     from torch_sr.comparison_figure import save_comparison
 
     paths = []
-    for out in best.best_first():
-        s = out.score
-        panels = [("LR (nearest)", out.lr)]
-        if out.bicubic is not None:
-            panels.append((f"bicubic {s.bicubic_psnr:.2f} dB / {s.bicubic_ssim:.4f}", out.bicubic))
-        if out.sr is not None:
-            panels.append((f"SR {s.psnr:.2f} dB / {s.ssim:.4f}", out.sr))
-        panels.append(("HR", out.hr))
-        path = folder / f"{out.name}_comparison.png"
-        paths.append(save_comparison(path, panels, tuple(out.hr.shape[-2:]), f"{dataset} {out.name} x{scale}"))
+    for name, outs in chosen.items():
+        first = outs[0]
+        s = first.score
+        panels = [("LR (nearest)", first.lr)]
+        if first.bicubic is not None:
+            panels.append((f"bicubic {s.bicubic_psnr:.2f} dB / {s.bicubic_ssim:.4f}", first.bicubic))
+        for label, out in zip(labels, outs):
+            if out.sr is not None:
+                panels.append((f"{label} {out.score.psnr:.2f} dB / {out.score.ssim:.4f}", out.sr))
+        panels.append(("HR", first.hr))
+        path = folder / f"{name}_comparison.png"
+        paths.append(save_comparison(path, panels, tuple(first.hr.shape[-2:]), f"{dataset} {name} x{scale}"))
     return paths
+
+
+def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
+    """(path, upscale) for each MODEL, and their common scale (an error when they differ)."""
+    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.inference.upscaler import Upscaler
+
+    models = [(path, load_model(path)) for path in args.models]
+    scales = {model.scale for _, model in models}
+    if len(scales) > 1:
+        listed = ", ".join(f"{path} x{model.scale}" for path, model in models)
+        raise TorchSRError(f"the models upscale by different factors ({listed}): compare models of one scale")
+    scale = scales.pop()
+    if args.scale is not None and args.scale != scale:
+        which = "the model" if len(models) == 1 else "the models"
+        raise TorchSRError(
+            f"--scale {args.scale} does not match {which} {', '.join(args.models)}, which upscale(s) x{scale}: drop --scale"
+        )
+    tile = _tile(args.tile)
+    return [(path, Upscaler(model, device=args.device, tile=tile).upscale_tensor) for path, model in models], scale
 
 
 @reports_errors
@@ -119,63 +189,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from torch_sr.data.catalogue import resolve_images
     from torch_sr.data.datasets import SREvalDataset
-    from torch_sr.evaluation import evaluate
+    from torch_sr.evaluation import comparison_table, evaluate
 
-    if args.bicubic and args.model:
+    if args.bicubic and args.models:
         raise TorchSRError(
             "--bicubic scores only the bicubic baseline: drop MODEL (every model run prints the baseline beside it)"
         )
-    if not args.bicubic and not args.model:
+    if not args.bicubic and not args.models:
         raise TorchSRError("give a MODEL file to score, or --bicubic to score the bicubic baseline")
     if args.show < 0 or (args.crop_border is not None and args.crop_border < 0):
         raise TorchSRError("-s/--show and --crop-border must not be negative")
-    upscale, scale = None, args.scale or 4
-    if args.model:
-        from torch_sr.checkpoint.model_file import load_model
-        from torch_sr.inference.upscaler import Upscaler
-
-        model = load_model(args.model)
-        if args.scale is not None and args.scale != model.scale:
-            raise TorchSRError(f"--scale {args.scale} does not match the model {args.model}, which upscales x{model.scale}")
-        scale = model.scale
-        upscale = Upscaler(model, device=args.device, tile=_tile(args.tile)).upscale_tensor
+    runs, scale = _load_upscalers(args) if args.models else ([(None, None)], args.scale or 4)
     if scale < 1:
         raise TorchSRError(f"--scale must be at least 1, got {scale}")
+    labels = model_labels(args.models)
+    several = len(runs) > 1
     crop_border = scale if args.crop_border is None else args.crop_border
     specs = [s.strip() for s in args.datasets.split(",") if s.strip()]
     if not specs:
         raise TorchSRError("-d/--datasets is empty")
     to_stdout = args.json == "-"
-    results = []
+    results: list[list] = [[] for _ in runs]  # per model, per dataset
     for spec in specs:
         name = _dataset_name(spec)
         paths = resolve_images(spec, args.split, args.data_root, download=not args.no_download)
         dataset = SREvalDataset(paths, scale, cache=False)
-        save_dir = args.out_dir / name if args.out_dir else None
         best = BestImages(args.show) if args.show else None
-        result = evaluate(
-            upscale,
-            dataset,
-            crop_border=crop_border,
-            y_channel=args.y_channel,
-            save_dir=save_dir,
-            progress=True,
-            name=name,
-            lpips=args.lpips,
-            on_image=best,
-        )
-        results.append(result)
+        chosen: dict[str, list] = {}
+        for k, (_, upscale) in enumerate(runs):
+            save_dir = None
+            if args.out_dir:
+                save_dir = args.out_dir / name / labels[k] if several else args.out_dir / name
+            on_image = None
+            if best is not None:
+                on_image = best if k == 0 else functools.partial(_keep_chosen, chosen)
+            result = evaluate(
+                upscale,
+                dataset,
+                crop_border=crop_border,
+                y_channel=args.y_channel,
+                save_dir=save_dir,
+                progress=True,
+                name=name,
+                lpips=args.lpips,
+                on_image=on_image,
+            )
+            results[k].append(result)
+            if k == 0 and best is not None:
+                chosen = {out.name: [out] for out in best.best_first()}
         if not to_stdout:
-            print(result.format_table(), end="\n\n", flush=True)
-            if save_dir is not None:
-                print(f"{'SR' if upscale else 'bicubic'} images saved to {save_dir}/")
+            if several:
+                table = comparison_table([(label, res[-1]) for label, res in zip(labels, results)])
+            else:
+                table = results[0][-1].format_table()
+            print(table, end="\n\n", flush=True)
+            if args.out_dir:
+                where = f"{args.out_dir / name}/<model>/" if several else f"{args.out_dir / name}/"
+                print(f"{'SR' if args.models else 'bicubic'} images saved to {where}")
         if best is not None:
             folder = (args.out_dir or DEFAULT_FIGURE_DIR) / name
-            figures = _write_figures(best, folder, name, scale)
+            figures = _write_figures(chosen, labels, folder, name, scale)
             if not to_stdout:
                 print(f"{len(figures)} comparison figure(s) saved to {folder}/")
     if args.json:
-        payload = {"model": args.model, "scale": scale, "results": [r.to_dict() for r in results]}
+        if several:
+            models = [
+                {"label": label, "model": path, "results": [r.to_dict() for r in res]}
+                for label, (path, _), res in zip(labels, runs, results)
+            ]
+            payload = {"scale": scale, "models": models}
+        else:
+            payload = {"model": runs[0][0], "scale": scale, "results": [r.to_dict() for r in results[0]]}
         text = json.dumps(payload, indent=2)
         if to_stdout:
             print(text)
