@@ -125,12 +125,24 @@ def test_ema_follows_the_weights_with_its_decay():
         for p in net.parameters():
             p.add_(1.0)
     net.train()(torch.randn(4, 2))  # batch-norm statistics move too
-    ema.update(net)
+    ema.update(net, 1000)  # long after the warm-up: the configured decay
     for k, v in ema.state_dict().items():
         now = net.state_dict()[k]
         expected = now if not v.is_floating_point() else 0.75 * start[k] + 0.25 * now
         assert torch.allclose(v, expected.to(v.dtype)), k
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_decay_warms_up_so_the_initial_weights_fade():
+    ema = ModelEMA(torch.nn.Linear(2, 2), 0.999)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(90) == pytest.approx(0.91)
+    assert ema.decay_at(10**6) == 0.999
+    net = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        ema.module.weight.zero_()
+        net.weight.fill_(1.0)
+    ema.update(net, 0)
+    assert torch.allclose(ema.module.weight, torch.full((2, 2), 0.9))
 
 
 def test_weights_load_where_they_fit_and_the_rest_is_reported():

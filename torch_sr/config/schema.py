@@ -159,7 +159,8 @@ class PretrainingConfig:
     warmup_iterations: int = option(0, "Linear learning-rate warm-up over this many iterations (0: none)", ge=0)
     min_lr_factor: float = option(0.0, "Cosine schedule: final lr as a fraction of lr", ge=0, le=1)
     ema_decay: float | None = option(
-        None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999); null: off",
+        None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999), warmed up as "
+        "min(decay, (1 + n) / (10 + n)) after n iterations; null: off",
         gt=0, lt=1,
     )
     grad_clip_norm: float | None = option(None, "Clip the gradient norm to this value; null: no clipping", gt=0)
@@ -238,7 +239,8 @@ class TrainingConfig:
     g_perceptual_loss_scaling: float = option(1.0, "Weight of the perceptual loss", ge=0)
     g_tv_loss_scaling: float = option(0.0, "Weight of the total-variation loss of the output (0: off)", ge=0)
     ema_decay: float | None = option(
-        None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999); null: off",
+        None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999), warmed up as "
+        "min(decay, (1 + n) / (10 + n)) after n iterations; null: off",
         gt=0, lt=1,
     )
     grad_clip_norm: float | None = option(

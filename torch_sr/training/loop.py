@@ -102,7 +102,7 @@ def train_stage(
             for schedule in state.schedulers.values():
                 schedule.step()
             if state.ema is not None:
-                state.ema.update(g)
+                state.ema.update(g, state.iteration)
             state.iteration += 1
             session.iterations_run += 1
             count, busy = count + 1, busy + time.perf_counter() - start
