@@ -116,8 +116,8 @@ def test_scale_check_and_missing_default_model(tmp_path, model_path, capsys):
     assert run(["-m", model_path, "--scale", "4", tmp_path / "a.png"]) == EXIT_ERROR
     assert "upscales x2, not x4" in capsys.readouterr().err
     assert run(["-m", model_path, "--scale", "2", tmp_path / "a.png"]) == EXIT_OK
-    assert run([tmp_path / "a.png"]) == EXIT_ERROR
-    assert "pass a model with -m MODEL" in capsys.readouterr().err
+    assert run(["--scale", "3", tmp_path / "a.png"]) == EXIT_ERROR  # no shipped x3 model
+    assert "no default model for x3" in capsys.readouterr().err
     assert run(["-m", tmp_path / "nope.pth", tmp_path / "a.png"]) == EXIT_ERROR
     assert "model file not found" in capsys.readouterr().err
 
@@ -129,7 +129,7 @@ def test_default_model_path(tmp_path, monkeypatch):
     with pytest.raises(TorchSRError, match="default x4 model .* is not installed.*-m MODEL"):
         weights.default_model_path(4)
     (tmp_path / weights.MODELS[weights.DEFAULTS[4]]).write_bytes(b"weights")
-    assert weights.default_model_path() == tmp_path / "esrgan_x4.pth"
+    assert weights.default_model_path() == tmp_path / "default_x4.pth"
 
 
 def test_tiling_precision_and_tta_options(tmp_path, model_path, capsys):

@@ -57,7 +57,9 @@ NOT_SYSTEMS = {
     "p192_cr_23_rrdb_div2k.json",
     "p192_t128_cr_16_rrdb_div2k+bsds500.json",
     "p192_t128_cr_23_rrdb_div2k+bsds500.json",
-    "default_x4_srvgg64x16_t91+bsds200.json",
+    "default_x4_srvgg64x16_t91+bsds200.json",  # the shipped weights' configs: tests/test_shipped_weights.py
+    "default_x2_srvgg64x16_t91+bsds200.json",
+    "gan_x4_srvgg64x16_t91+bsds200.json",
     "smoke_cpu.json",
 }
 ITERATIONS = 8

@@ -1,7 +1,9 @@
 """Models shipped inside the package, used when a command is given no `-m MODEL`.
 
-The table below names every shipped file; a model is only used once its file is actually
-installed here (package data), so an entry without a file gives a clear message, not a crash.
+Every model here was trained by this project with `train.py` from a config in `configs/`, and
+has a model card beside it (`<name>.md`: architecture, training config, data, iterations, Set5/Set14
+scores from `test.py`, the command that reproduces it). An entry whose file is missing (e.g. a
+partial install) gives a clear message, not a crash.
 """
 from __future__ import annotations
 
@@ -12,12 +14,22 @@ from torch_sr.errors import TorchSRError
 WEIGHTS_DIR = Path(__file__).resolve().parent
 # name -> file in this folder
 MODELS: dict[str, str] = {
-    "esrgan_x4": "esrgan_x4.pth",
+    "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x16, L1 (PSNR)
+    "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 (PSNR)
+    "gan_x4": "gan_x4.pth",  # default_x4 fine-tuned with RaGAN + L1
 }
 # scale -> name of the default model for it
 DEFAULTS: dict[int, str] = {
-    4: "esrgan_x4",
+    4: "default_x4",
+    2: "default_x2",
 }
+
+
+def model_path(name: str) -> Path:
+    """Path of the shipped model `name` (a key of `MODELS`), or a TorchSRError listing them."""
+    if name not in MODELS:
+        raise TorchSRError(f"no shipped model named {name!r}; shipped: {', '.join(MODELS)}")
+    return WEIGHTS_DIR / MODELS[name]
 
 
 def default_model_path(scale: int = 4) -> Path:
