@@ -45,3 +45,23 @@ def test_loss_falls_and_validation_psnr_beats_bicubic(shared_data, tmp_path, mon
     (_, _, first_loss), (psnr, bicubic, last_loss) = val[0], val[-1]
     assert float(last_loss) < 0.95 * float(first_loss)
     assert float(psnr) > float(bicubic) + 0.2, (psnr, bicubic)
+
+
+def test_the_smoke_config_trains_both_stages(shared_data, tmp_path, monkeypatch):
+    """configs/smoke_cpu.json as shipped, only shortened: both stages run and the PSNR loss falls."""
+    import json
+    from pathlib import Path
+
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "configs" / "smoke_cpu.json").read_text())
+    data = [str(shared_data / "train" / "T91"), str(shared_data / "train" / "BSDS200")]
+    cfg["pretraining"].update(num_iterations=40, train_datasets=data, val_datasets=[], val_interval=1000)
+    cfg["training"].update(num_iterations=4, train_datasets=data, val_datasets=[], val_interval=1000)
+    cfg["logging"].update(log_interval=5, tensorboard=False)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(write_config(tmp_path / "smoke.json", cfg)), "--device", "cpu", "--no-progress"]) == 0
+    log = next((tmp_path / "runs").glob("*/train.log")).read_text()
+    losses = [float(x) for x in re.findall(r"PSNR \d+/40 epoch \d+: content ([\d.e-]+)", log)]
+    assert len(losses) == 8 and sum(losses[-2:]) < 0.8 * sum(losses[:2]), losses
+    assert re.search(r"ESRGAN 4/4 epoch \d+: .*d_total", log)
+    assert sorted(p.name.split("_", 1)[1] for p in (tmp_path / "saved_models").glob("*_final_model.pth")) == [
+        "RRDB_ESRGAN_x4_final_model.pth", "RRDB_PSNR_x4_final_model.pth"]
