@@ -103,6 +103,36 @@ def test_derived_seeds_are_distinct_and_stable():
 # -- EMA, gradient clipping and weight transfer ----------------------------------------------------
 
 
+def test_fp16_gradient_scaler_steps_like_unscaled_and_skips_overflows():
+    """The --autocast fp16 path's scaler use (GradScaler works on the CPU too): clipping sees true gradients."""
+    from torch_sr.training.loop import backward, optimizer_step
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.SGD([p], lr=1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=True)
+    backward((p * torch.tensor([30.0, 40.0, 0.0, 0.0])).sum(), opt, scaler)
+    assert p.grad[0] == 30.0 * 2**12  # scaled for the backward pass
+    optimizer_step(opt, scaler, [p], clip=0.5)
+    assert torch.allclose(p.detach(), torch.tensor([-0.3, -0.4, 0.0, 0.0]))  # unscaled before clipping
+    backward((p * torch.tensor([float("inf"), 1.0, 1.0, 1.0])).sum(), opt, scaler)
+    optimizer_step(opt, scaler, [p], clip=None)
+    assert torch.allclose(p.detach(), torch.tensor([-0.3, -0.4, 0.0, 0.0]))  # overflow: step skipped
+    assert scaler.get_scale() == 2.0**11  # and the scale backed off
+
+
+def test_data_parallel_wraps_only_with_several_gpus(monkeypatch):
+    from torch_sr.training.distributed import DistributedContext, wrap_model
+
+    net = torch.nn.Linear(2, 2)
+    ctx = DistributedContext(torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert isinstance(wrap_model(net, ctx), torch.nn.DataParallel)
+    assert wrap_model(net, ctx, data_parallel=False) is net  # --no-data-parallel
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert wrap_model(net, ctx) is net
+    assert wrap_model(net, DistributedContext(torch.device("cpu"))) is net
+
+
 def test_gradient_clipping_bounds_the_step():
     from torch_sr.training.loop import backward, optimizer_step
 
