@@ -50,11 +50,13 @@ def test_interrupted_run_resumes_bit_identically(straight, tmp_path, stop_after,
     flags = ["--output-dir", str(out), "--device", "cpu", "-i", "100"]
     assert main([str(first), *flags, "--stop-after", str(stop_after)]) == 0
     stage, iteration = ("PSNR", stop_after) if stop_after <= 4 else ("ESRGAN", stop_after - 4)
-    stopped = torch.load(next(out.glob(f"*_{stage}_x4_checkpoint.pth")), weights_only=True)
+    checkpoint = next(out.glob(f"*_{stage}_x4_checkpoint.pth"))
+    stopped = torch.load(checkpoint, weights_only=True)
     assert stopped["training"]["iteration"] == iteration
     # The second half may load its data with workers: the data order does not depend on them.
     second = write_config(tmp_path / "second.json", {**cfg, "data": {"num_workers": workers, "cache": True}})
-    assert main([str(second), "--resume", *flags]) == 0
+    how = ["-l", str(checkpoint)] if workers else ["--resume"]  # --load-checkpoint PATH, or the newest
+    assert main([str(second), *how, *flags]) == 0
     resumed = checkpoints(out)
     for stage in ("PSNR", "ESRGAN"):
         assert_same_state(comparable(resumed[stage]), comparable(expected[stage]), stage)
