@@ -55,3 +55,23 @@ def test_importing_every_module_loads_no_heavy_optional_dependency():
         "assert len(names) > 50 and not loaded, (len(names), loaded)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_console_commands_of_setup_py_point_at_the_root_scripts_functions():
+    """`torch-sr-*` (setup.py) and the root scripts run the same `main`; installed, the commands answer --help."""
+    import importlib
+    import re
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    commands = dict(re.findall(r'"(torch-sr-[\w-]+)=([\w.]+:main)"', (root / "setup.py").read_text()))
+    assert set(commands) == {"torch-sr-train", "torch-sr-test", "torch-sr-inference", "torch-sr-net-interpolation"}
+    for command, target in commands.items():
+        module = target.split(":")[0]
+        script = root / (command.removeprefix("torch-sr-").replace("-", "_") + ".py")
+        assert f"from {module} import main" in script.read_text(), script
+        assert callable(importlib.import_module(module).main)
+        installed = shutil.which(command)
+        if installed:  # after `pip install .` (CI)
+            subprocess.run([installed, "--help"], check=True, capture_output=True, timeout=120)
