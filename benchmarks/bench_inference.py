@@ -4,8 +4,8 @@
     python benchmarks/bench_inference.py --model weights.pth  # also a model file (e.g. the shipped default)
     python benchmarks/bench_inference.py --models-only --model torch_sr/weights/default_x4.pth --sizes 256
 
-CPU: the reference below is BasicSR's `RRDBNet` exactly as published (concatenations, a separate
-LeakyReLU, `x * 0.2 + x`), in this file so that it shares nothing with torch_sr. Both models get
+CPU: the reference is BasicSR's `RRDBNet` exactly as published (concatenations, a separate
+LeakyReLU, `x * 0.2 + x`), from `tests/reference_archs.py`, so that it shares nothing with torch_sr. Both models get
 identical weights, run in this process with their timed calls interleaved (ABAB...) so that load
 from other processes hits both alike, and must agree to 1e-4 of the output range. Reported: the
 median of `--repeats` calls after `--warmup`, the speed-up, GFLOP/s from the conv MACs counted
@@ -35,6 +35,9 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from reference_archs import BasicSRRRDBNet  # noqa: E402  (tests/: BasicSR's code as published)
 
 from torch_sr.archs.rrdbnet import RRDBNet  # noqa: E402
 from torch_sr.checkpoint.files import atomic_write  # noqa: E402
@@ -43,72 +46,15 @@ from torch_sr.checkpoint.model_file import load_model  # noqa: E402
 AGREEMENT = 1e-4  # of the output range (max |reference|, at least 1)
 
 
-# --- reference: basicsr/archs/rrdbnet_arch.py (BasicSR 1.4), as published ---------------------
-class ResidualDenseBlock(nn.Module):
-    def __init__(self, num_feat=64, num_grow_ch=32):
-        super().__init__()
-        self.conv1 = nn.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
-        self.conv2 = nn.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
-        self.conv3 = nn.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
-        self.conv4 = nn.Conv2d(num_feat + 3 * num_grow_ch, num_grow_ch, 3, 1, 1)
-        self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
-        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-
-    def forward(self, x):
-        x1 = self.lrelu(self.conv1(x))
-        x2 = self.lrelu(self.conv2(torch.cat((x, x1), 1)))
-        x3 = self.lrelu(self.conv3(torch.cat((x, x1, x2), 1)))
-        x4 = self.lrelu(self.conv4(torch.cat((x, x1, x2, x3), 1)))
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x5 * 0.2 + x
-
-
-class RRDB(nn.Module):
-    def __init__(self, num_feat, num_grow_ch=32):
-        super().__init__()
-        self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch)
-        self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch)
-        self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
-
-    def forward(self, x):
-        out = self.rdb1(x)
-        out = self.rdb2(out)
-        out = self.rdb3(out)
-        return out * 0.2 + x
-
-
-class ReferenceRRDBNet(nn.Module):
-    """x4 only (BasicSR's x2/x1 pixel-unshuffle the input first); state-dict keys equal ours."""
-
-    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32):
-        super().__init__()
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
-        self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
-        self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-
-    def forward(self, x):
-        feat = self.conv_first(x)
-        body_feat = self.conv_body(self.body(feat))
-        feat = feat + body_feat
-        feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        return self.conv_last(self.lrelu(self.conv_hr(feat)))
-
-
 # --- models ----------------------------------------------------------------------------------
-def reference_for(hparams: dict) -> ReferenceRRDBNet | None:
+def reference_for(hparams: dict) -> BasicSRRRDBNet | None:
     """The reference with these hyper-parameters, or None where BasicSR's x4 net cannot express them."""
     x4 = dict(scale_factor=4, num_dense_blocks=3, num_residual_blocks=5, residual_scaling=0.2,
               use_subpixel_conv=False, pixel_unshuffle=1)
     if any(hparams.get(k) != v for k, v in x4.items()):
         return None
     c = hparams["img_channels"]
-    return ReferenceRRDBNet(c, c, hparams["rrdb_channels"], hparams["num_basic_blocks"], hparams["growth_channels"])
+    return BasicSRRRDBNet(c, c, 4, hparams["rrdb_channels"], hparams["num_basic_blocks"], hparams["growth_channels"])
 
 
 def random_pair(seed: int) -> tuple[nn.Module, nn.Module]:

@@ -102,6 +102,12 @@ _DATASETS = (
 )
 
 
+_STAGE_SCALE = "Upscaling factor of this stage (or phase); null: the top-level scale_factor"
+_STAGE_BATCH = "Mini-batch size of this stage (or phase); null: the top-level batch_size"
+_BLUR = (
+    "Gaussian blur (sigma in HR pixels) of each HR training crop before the bicubic downscaling that makes "
+    "its LR input (SRGAN's blurred variant); null: none. Validation LR images are not blurred (as test.py)"
+)
 _PHASES = (
     "Progressive resizing: train the stage as these phases, in order. A phase is an object of this "
     "stage's keys (not enabled or phases) that override the stage's values for that phase, e.g. "
@@ -171,15 +177,9 @@ class PretrainingConfig:
     val_datasets: tuple[str, ...] = option(("div2k",), "Validation data (empty: no validation): " + _DATASETS)
     val_interval: int = option(5000, "Validate every this many iterations", ge=1)
     hard_transforms: bool = option(True, "Degrade LR inputs with JPEG compression and coarse dropout (p=0.25 each)")
-    scale_factor: int | None = option(
-        None, "Upscaling factor of this stage (or phase); null: the top-level scale_factor", ge=1
-    )
-    batch_size: int | None = option(None, "Mini-batch size of this stage (or phase); null: the top-level batch_size", ge=1)
-    blur_sigma: float | None = option(
-        None, "Gaussian blur (sigma in HR pixels) of each HR training crop before the bicubic downscaling that makes "
-        "its LR input (SRGAN's blurred variant); null: none. Validation LR images are not blurred (as test.py)",
-        gt=0,
-    )
+    scale_factor: int | None = option(None, _STAGE_SCALE, ge=1)
+    batch_size: int | None = option(None, _STAGE_BATCH, ge=1)
+    blur_sigma: float | None = option(None, _BLUR, gt=0)
     phases: tuple[PretrainingConfig, ...] = phases_option()
 
     def problems(self) -> Problems:
@@ -250,15 +250,9 @@ class TrainingConfig:
     val_datasets: tuple[str, ...] = option(("div2k",), "Validation data (empty: no validation): " + _DATASETS)
     val_interval: int = option(5000, "Validate every this many iterations", ge=1)
     hard_transforms: bool = option(False, "Degrade LR inputs with JPEG compression and coarse dropout (p=0.25 each)")
-    scale_factor: int | None = option(
-        None, "Upscaling factor of this stage (or phase); null: the top-level scale_factor", ge=1
-    )
-    batch_size: int | None = option(None, "Mini-batch size of this stage (or phase); null: the top-level batch_size", ge=1)
-    blur_sigma: float | None = option(
-        None, "Gaussian blur (sigma in HR pixels) of each HR training crop before the bicubic downscaling that makes "
-        "its LR input (SRGAN's blurred variant); null: none. Validation LR images are not blurred (as test.py)",
-        gt=0,
-    )
+    scale_factor: int | None = option(None, _STAGE_SCALE, ge=1)
+    batch_size: int | None = option(None, _STAGE_BATCH, ge=1)
+    blur_sigma: float | None = option(None, _BLUR, gt=0)
     phases: tuple[TrainingConfig, ...] = phases_option()
 
     def problems(self) -> Problems:
