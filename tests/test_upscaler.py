@@ -326,3 +326,32 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
     torch.testing.assert_close(out, Bicubic(2)(x).clamp(0, 1), rtol=0, atol=2e-3)
     with pytest.raises(TorchSRError, match="out of memory .* use a smaller tile"):
         Upscaler(OutOfMemoryAbove(100), "cpu", tile=64).upscale_tensor(x)
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, so tqdm draws its bars (it stays silent for pipes and files)."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_counts_tiles_on_a_terminal(monkeypatch):
+    import sys
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    img = np.zeros((16, 16, 3), np.uint8)
+    Upscaler(ConvShuffle(), device="cpu", tile=8, tile_overlap=0, progress=True).upscale_array(img)
+    assert "0/4 [" in term.text and "tile/s" in term.text  # a bar over the 4 tiles (cleared when done)
+    term.text = ""
+    Upscaler(ConvShuffle(), device="cpu", tile=8, tile_overlap=0, progress=False).upscale_array(img)
+    assert term.text == ""
