@@ -7,7 +7,7 @@ import torch
 
 from reference_archs import BasicSRRRDBNet, ESRGANNewArch, ESRGANOldArch, randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.files import atomic_torch_save
+from torch_sr.checkpoint.files import atomic_torch_save, atomic_write
 from torch_sr.checkpoint.model_file import load_model, read_model_file, save_model
 from torch_sr.errors import CheckpointError
 
@@ -155,3 +155,13 @@ def test_prefers_ema_weights_in_own_files(tmp_path):
     torch.save(payload, tmp_path / "ckpt.pth")
     _same_function(load_model(tmp_path / "ckpt.pth").eval(), ema.eval())
     _same_function(load_model(tmp_path / "ckpt.pth", prefer_ema=False).eval(), model.eval())
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+def test_saved_files_get_the_usual_permissions_not_owner_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "m.pth", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -15,16 +15,25 @@ from torch_sr.errors import CheckpointError
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file through `write(f)` into a temporary sibling, then rename it over `path`.
 
     An interrupted or failing write leaves the previous file (if any) untouched and no temporary
-    file behind.
+    file behind. The file gets the permissions `open()` would give it (0666 less the umask), not
+    `mkstemp`'s owner-only 0600, so shared models stay readable by others.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):  # POSIX
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
