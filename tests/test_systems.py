@@ -59,7 +59,6 @@ NOT_SYSTEMS = {
     "p192_t128_cr_23_rrdb_div2k+bsds500.json",
     "default_x4_srvgg64x16_t91+bsds200.json",  # the shipped weights' configs: tests/test_shipped_weights.py
     "default_x2_srvgg64x16_t91+bsds200.json",
-    "gan_x4_srvgg64x16_t91+bsds200.json",
     "smoke_cpu.json",
 }
 ITERATIONS = 8
