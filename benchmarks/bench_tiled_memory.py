@@ -4,9 +4,8 @@
     python benchmarks/bench_tiled_memory.py --model weights.pth --sizes 512 2048 --device cuda
     python benchmarks/bench_tiled_memory.py --blocks 2          # a quick run on a 2-block RRDBNet
 
-Model: `--model PATH`, else the shipped default model when `torch_sr.weights.default_model_path()`
-finds it, else a freshly initialised x4 RRDBNet with the paper's 23 blocks (`--blocks` changes
-that count for quick runs); the report says which was used.
+Model: `--model PATH`; `--blocks N`: a freshly initialised x4 RRDBNet of N blocks; else the shipped
+default model (a fresh 23-block RRDBNet where it is not installed); the report says which was used.
 
 Each size runs in its own subprocess so that peaks do not mix. In it the model is loaded and a
 uint8 RGB input made; then the RSS high-water mark is reset (`/proc/self/clear_refs`) and one
@@ -54,17 +53,17 @@ def build_model(args: argparse.Namespace):
     from torch_sr.weights import default_model_path
 
     path = args.model
-    if path is None:
+    if path is None and args.blocks is None:
         try:
             path = str(default_model_path(4))
         except TorchSRError:
             path = None
     if path is not None:
         return load_model(path), f"model file {path}"
+    n = args.blocks or 23
     torch.manual_seed(0)
-    model = RRDBNet(scale_factor=4, num_basic_blocks=args.blocks)
-    blocks = f"{args.blocks} block{'s' if args.blocks != 1 else ''}"
-    return model, f"freshly initialised x4 RRDBNet, {blocks}, 64 channels (no default model installed)"
+    model = RRDBNet(scale_factor=4, num_basic_blocks=n)
+    return model, f"freshly initialised x4 RRDBNet, {n} block{'s' if n != 1 else ''}, 64 channels"
 
 
 def child(args: argparse.Namespace) -> dict:
@@ -129,8 +128,9 @@ def child(args: argparse.Namespace) -> dict:
 
 
 def run_child(size: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(size), "--device", args.device, "--threads", str(args.threads),
-           "--blocks", str(args.blocks)] + (["--model", args.model] if args.model else [])
+    cmd = [sys.executable, __file__, "--child", str(size), "--device", args.device, "--threads", str(args.threads)]
+    cmd += ["--blocks", str(args.blocks)] if args.blocks else []
+    cmd += ["--model", args.model] if args.model else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"size {size} failed:\n{done.stderr}")
@@ -172,7 +172,7 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="model file (default: the shipped default, else a fresh x4 RRDBNet)")
-    p.add_argument("--blocks", type=int, default=23, help="RRDB blocks of the fresh model (default: %(default)s)")
+    p.add_argument("--blocks", type=int, help="measure a freshly initialised x4 RRDBNet of this many blocks instead")
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048],
                    help="input sides; the first is the reference (default: 512 1024 2048)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default: %(default)s)")
