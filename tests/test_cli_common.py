@@ -4,7 +4,6 @@ import sys
 import pytest
 import torch
 
-from torch_sr.cli import common
 from torch_sr.cli.common import EXIT_ERROR, reports_errors
 from torch_sr.device import resolve_device
 from torch_sr.errors import CheckpointError, TorchSRError
@@ -29,7 +28,6 @@ def test_programming_errors_still_raise():
 
 
 def test_resolve_device():
-    assert common.resolve_device is resolve_device  # the commands use the library's, re-exported
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(TorchSRError, match="not a device name"):

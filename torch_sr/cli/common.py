@@ -1,11 +1,10 @@
-"""Pieces every command-line tool shares: error reporting and device choice (`torch_sr.device`)."""
+"""Pieces every command-line tool shares: error reporting and exit codes."""
 from __future__ import annotations
 
 import functools
 import sys
 from collections.abc import Callable, Sequence
 
-from torch_sr.device import resolve_device  # noqa: F401  (re-exported: every command resolves --device)
 from torch_sr.errors import TorchSRError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2

@@ -13,7 +13,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_OK, reports_errors, resolve_device
+from torch_sr.cli.common import EXIT_OK, reports_errors
+from torch_sr.device import resolve_device
 from torch_sr.errors import TorchSRError
 
 
