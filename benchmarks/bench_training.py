@@ -2,6 +2,7 @@
 
     python benchmarks/bench_training.py                                  # configs/smoke_cpu.json, CPU, 2 threads
     python benchmarks/bench_training.py CONFIG --iterations 20 --workers 0 1 2
+    python benchmarks/bench_training.py --threads 1 --iterations 16 --memory-formats 2   # NCHW vs channels_last
 
 Each stage of the config (PSNR, then GAN) is built as `train.py` builds it (same data, networks,
 losses, channels_last on the CPU) and trained for `--iterations` iterations after two warm-up
@@ -49,19 +50,25 @@ def bench_config(raw: dict, source: str) -> dict:
     return validate_config(raw, source)
 
 
-def time_stages(cfg, iterations: int) -> list[dict]:
-    """Wall seconds per iteration of each stage (after 2 warm-up iterations)."""
+def time_stages(cfg, iterations: int, memory_format: torch.memory_format | None = None,
+                clock=time.perf_counter) -> list[dict]:
+    """Seconds (of `clock`) per iteration of each stage, after 2 warm-up iterations.
+
+    `memory_format` overrides the trainer's choice (channels_last on the CPU) for comparisons.
+    """
     options = TrainOptions(output_dir=Path(tempfile.mkdtemp()), checkpoint_interval=10**9, echo=False, progress=False)
     session = Session(cfg, options, DistributedContext(torch.device("cpu")), StopRequest(), 0, "bench")
+    if memory_format is not None:
+        session.memory_format = memory_format
     rows = []
     for stage in build_stages(cfg):
         state, objective, train_set, val_sets = prepare_stage(session, stage, None, None, 0)
         state.total_iterations = 2
         loop.train_stage(session, state, objective, train_set, val_sets)
         state.total_iterations += iterations
-        start = time.perf_counter()
+        start = clock()
         loop.train_stage(session, state, objective, train_set, val_sets)
-        seconds = (time.perf_counter() - start) / iterations
+        seconds = (clock() - start) / iterations
         batch = stage.config.batch_size
         rows.append({"stage": stage.name, "batch": batch, "patch": stage.section.cr_patch_size,
                      "s_per_step": seconds, "steps_per_s": 1 / seconds, "patches_per_s": batch / seconds})
@@ -82,6 +89,14 @@ def time_pipeline(cfg, workers: int, batches: int) -> float:
     return batches * batch / (time.perf_counter() - start)
 
 
+def compare_memory_formats(cfg, iterations: int, repeats: int) -> None:
+    """NCHW against channels_last, in process CPU time (other jobs on a shared machine disturb it less)."""
+    for _ in range(repeats):
+        for name, fmt in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            rows = time_stages(cfg, iterations, fmt, time.process_time)
+            print(f"{name:>13}: " + ", ".join(f"{r['stage']} {r['s_per_step']:.3f} s/iteration" for r in rows), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", nargs="?", default=str(ROOT / "configs" / "smoke_cpu.json"))
@@ -90,9 +105,14 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="loader worker counts to try")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads of the training step")
     p.add_argument("--json", help="also write the numbers to this file")
+    p.add_argument("--memory-formats", type=int, metavar="REPEATS",
+                   help="only compare NCHW with channels_last (process CPU time), this many times each")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = bench_config(json.loads(Path(args.config).read_text()), args.config)
+    if args.memory_formats:
+        compare_memory_formats(cfg, args.iterations, args.memory_formats)
+        return
 
     print(f"config: {args.config}; torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"{args.threads} threads; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
