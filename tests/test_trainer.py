@@ -305,7 +305,11 @@ TINY_ARCHS = {
 
 @pytest.mark.parametrize(
     "generator, discriminator",
-    [*((g, "vgg_discriminator") for g in TINY_ARCHS), ("srresnet", "srgan_discriminator")],
+    [
+        *((g, "vgg_discriminator") for g in TINY_ARCHS),
+        ("srresnet", "srgan_discriminator"),
+        ("srvgg", "unet_discriminator"),
+    ],
 )
 def test_every_registered_generator_and_discriminator_trains_both_stages(run, tmp_path, generator, discriminator):
     from torch_sr.archs.registry import DISCRIMINATORS, GENERATORS
@@ -314,6 +318,8 @@ def test_every_registered_generator_and_discriminator_trains_both_stages(run, tm
     d = {"arch": discriminator, "num_channels": 4, "fc_features": 8, "input_size": 16}
     if discriminator == "vgg_discriminator":
         d = {"arch": discriminator, "vgg_blk_ch": [8, 8], "fc_features": [8], "input_size": 16}
+    if discriminator == "unet_discriminator":
+        d = {"arch": discriminator, "num_feat": 4}
     stage = {"num_iterations": 1, "val_interval": 1}
     sections = {"generator": {"arch": generator, **TINY_ARCHS[generator]}, "discriminator": d}
     assert run({"pretraining": stage, "training": stage}, sections=sections) == 0

@@ -14,6 +14,7 @@ from torch_sr.archs.srcnn import SRCNN
 from torch_sr.archs.srgan_discriminator import SRGANDiscriminator
 from torch_sr.archs.srresnet import SRResNet
 from torch_sr.archs.srvgg import SRVGGNetCompact
+from torch_sr.archs.unet_discriminator import UNetDiscriminatorSN
 from torch_sr.archs.unet_resnet18 import UNetResNet18
 from torch_sr.archs.vgg_discriminator import VGGStyleDiscriminator
 
@@ -29,6 +30,7 @@ GENERATORS: dict[str, type[nn.Module]] = {
 DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "vgg_discriminator": VGGStyleDiscriminator,
     "srgan_discriminator": SRGANDiscriminator,
+    "unet_discriminator": UNetDiscriminatorSN,
 }
 
 
