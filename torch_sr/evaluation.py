@@ -210,7 +210,7 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        indices = tqdm(indices, desc=result.dataset, unit="img", leave=False)
+        indices = tqdm(indices, desc=result.dataset, unit="img", leave=False, disable=None)  # terminals only
     start = time.perf_counter()
     for i in indices:
         item = dataset[i]
