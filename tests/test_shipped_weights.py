@@ -57,7 +57,7 @@ def test_inference_without_a_model_uses_the_default(tmp_path):
 def _scores(tmp_path, shared_data, name: str) -> dict:
     out = tmp_path / f"{name}.json"
     set5 = str(shared_data / "benchmark" / "Set5")
-    assert test_cli.main([str(weights.model_path(name)), "-d", set5, "--json", str(out)]) == 0
+    assert test_cli.main([name, "-d", set5, "--json", str(out)]) == 0  # a shipped model by its name
     return json.loads(out.read_text())
 
 
@@ -74,3 +74,15 @@ def test_defaults_score_on_set5_what_their_cards_say(tmp_path, shared_data, name
 def test_default_x4_beats_bicubic_on_set5_by_the_target_margin(tmp_path, shared_data):
     (dataset,) = _scores(tmp_path, shared_data, "default_x4")["results"]
     assert dataset["mean"]["psnr"] >= dataset["mean"]["bicubic_psnr"] + 2.8
+
+
+def test_commands_take_a_shipped_models_name_for_a_model_file(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    write_image(tmp_path / "b.png", rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    monkeypatch.chdir(tmp_path)  # no file called default_x2 here: the name means the shipped model
+    assert weights.resolve_model("default_x2") == weights.model_path("default_x2")
+    assert inference.main(["-m", "default_x2", "b.png"]) == 0
+    assert read_image(tmp_path / "b_sr.png").array.shape == (24, 32, 3)
+    (tmp_path / "default_x2").write_bytes(b"not a model")  # a file of that name comes first
+    assert weights.resolve_model("default_x2") == Path("default_x2")
+    assert weights.resolve_model("nothing_here.pth") == Path("nothing_here.pth")

@@ -24,7 +24,7 @@ from torch_sr.inference.upscaler import DEFAULT_TILE_OVERLAP, Upscaler
 from torch_sr.inference.video import (
     CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES, check_crf, choose_encoder, upscale_video, upscale_video_to_frames,
 )
-from torch_sr.weights import default_model_path
+from torch_sr.weights import MODELS, default_model_path, resolve_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 OUTPUT_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
@@ -38,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(their images and videos, not recursive) or glob patterns such as 'photos/**/*.jpg'.",
     )
     p.add_argument("inputs", nargs="+", help="image or video files, folders or glob patterns")
-    p.add_argument("-m", "--model", help="model file (.pth/.safetensors, any ESRGAN layout; default: the shipped one)")
+    p.add_argument(
+        "-m",
+        "--model",
+        help="model file (.pth/.safetensors, any ESRGAN layout) or a shipped model's name "
+        f"({', '.join(MODELS)}; default: the shipped default of --scale, else x4)",
+    )
     p.add_argument("-o", "--out-dir", type=Path, help="write results here (default: next to each input)")
     p.add_argument("--suffix", default="_sr", help="added to each output's name (default: %(default)s)")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="image output format (default: the input's)")
@@ -196,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         args.video_codec = choose_encoder(args.video_codec)  # once, before any work: a bad name or --crf stops here
         check_crf(args.video_codec, args.crf)
     device = resolve_device(args.device)
-    model_path = args.model or default_model_path(args.scale or 4)
+    model_path = resolve_model(args.model) if args.model else default_model_path(args.scale or 4)
     model = load_model(model_path, device=device)
     if args.scale is not None and model.scale != args.scale:
         raise TorchSRError(f"{model_path} upscales x{model.scale}, not x{args.scale} (--scale {args.scale})")

@@ -9,6 +9,7 @@ from torch_sr.checkpoint.model_file import read_model_file, save_model_file
 from torch_sr.cli.common import EXIT_OK, reports_errors
 from torch_sr.errors import ConfigError
 from torch_sr.interpolation import interpolate_models
+from torch_sr.weights import resolve_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,8 +18,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write theta = (1 - alpha) theta_PSNR + alpha theta_GAN for two models of the same "
         "architecture (any accepted file layout).",
     )
-    p.add_argument("--psnr-model-path", required=True, type=Path, help="model A (alpha = 0): the PSNR-oriented one")
-    p.add_argument("--esrgan-model-path", required=True, type=Path, help="model B (alpha = 1), e.g. the GAN one")
+    p.add_argument(
+        "--psnr-model-path", required=True, type=resolve_model,
+        help="model A (alpha = 0): the PSNR-oriented one (a file, or a shipped model's name: default_x4)",
+    )
+    p.add_argument(
+        "--esrgan-model-path", required=True, type=resolve_model,
+        help="model B (alpha = 1), e.g. the GAN one (a file, or a shipped model's name: gan_x4)",
+    )
     p.add_argument("--alpha", required=True, type=float, help="weight of model B, in [0, 1] (ESRGAN published 0.8)")
     p.add_argument("out", type=Path, help="output model: .pth, or .safetensors by suffix")
     return p

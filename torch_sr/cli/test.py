@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         "models",
         nargs="*",
         metavar="MODEL",
-        help="model file(s) (any format load_model reads); several are scored side by side, labelled by file name",
+        help="model file(s) (any format load_model reads) or shipped models' names (default_x4, ...); "
+        "several are scored side by side, labelled by file name",
     )
     p.add_argument(
         "-d",
@@ -169,7 +170,9 @@ def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
     from torch_sr.checkpoint.model_file import load_model
     from torch_sr.inference.upscaler import Upscaler
 
-    models = [(path, load_model(path)) for path in args.models]
+    from torch_sr.weights import resolve_model
+
+    models = [(path, load_model(resolve_model(path))) for path in args.models]
     scales = {model.scale for _, model in models}
     if len(scales) > 1:
         listed = ", ".join(f"{path} x{model.scale}" for path, model in models)

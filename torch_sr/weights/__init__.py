@@ -7,6 +7,7 @@ partial install) gives a clear message, not a crash.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from torch_sr.errors import TorchSRError
@@ -29,6 +30,17 @@ def model_path(name: str) -> Path:
     if name not in MODELS:
         raise TorchSRError(f"no shipped model named {name!r}; shipped: {', '.join(MODELS)}")
     return WEIGHTS_DIR / MODELS[name]
+
+
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """A model argument as a path: an existing file as given, else a shipped model's name (`gan_x4`).
+
+    Anything else comes back unchanged, for the reader to report the missing file.
+    """
+    path = Path(spec)
+    if not path.is_file() and str(spec) in MODELS:
+        return model_path(str(spec))
+    return path
 
 
 def default_model_path(scale: int = 4) -> Path:
