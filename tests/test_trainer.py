@@ -14,6 +14,7 @@ from torch_sr.config.validate import validate_config
 from torch_sr.errors import CheckpointError, ConfigError
 from torch_sr.training.checkpointing import read_checkpoint
 from torch_sr.training.data import NumberedSamples
+from torch_sr.training.loop import random_window
 from torch_sr.training.ema import ModelEMA
 from torch_sr.training.resume import config_differences, may_change
 from torch_sr.training.rng import derive_seed
@@ -363,3 +364,32 @@ def test_psnr_only_run_then_gan_stage_alone_from_init_weights(run, tmp_path):
 def test_disabling_both_stages_is_a_config_error():
     with pytest.raises(ConfigError, match="both stages are disabled"):
         validate_config({"pretraining": {"enabled": False}, "training": {"enabled": False}}, "x.json")
+
+
+def test_d_shift_shows_the_discriminator_one_random_window_of_real_and_fake(run, monkeypatch):
+    from torch_sr.archs.unet_discriminator import UNetDiscriminatorSN
+
+    seen = []
+    forward = UNetDiscriminatorSN.forward
+    monkeypatch.setattr(UNetDiscriminatorSN, "forward", lambda self, x: seen.append(x.shape[-2:]) or forward(self, x))
+    sections = {"discriminator": {"arch": "unet_discriminator", "num_feat": 4}}
+    assert run({"training": {"d_shift": 8}}, sections=sections) == 0
+    assert len(seen) == 3 * 4 and {tuple(s) for s in seen} == {(8, 8)}  # 3 passes per iteration, 16 - 8 pixels
+
+
+def test_random_window_cuts_both_batches_alike():
+    hr, sr = torch.rand(2, 3, 16, 20), torch.rand(2, 3, 16, 20)
+    assert random_window(hr, sr, 0) == (hr, sr)
+    offsets = set()
+    for _ in range(200):
+        a, b = random_window(hr, sr, 4)
+        assert a.shape == b.shape == (2, 3, 12, 16)
+        (dy, dx), = {(y, x) for y in range(5) for x in range(5) if torch.equal(a, hr[..., y : y + 12, x : x + 16])}
+        assert torch.equal(b, sr[..., dy : dy + 12, dx : dx + 16])
+        offsets.add((dy, dx))
+    assert len(offsets) == 25  # every offset 0..4 in each axis occurs
+
+
+def test_d_shift_must_leave_part_of_the_crop(tmp_path):
+    with pytest.raises(ConfigError, match=r"training/d_shift: 16 leaves nothing of the \[16, 16\] crop"):
+        validate_config({"training": {"cr_patch_size": [16, 16], "d_shift": 16}})

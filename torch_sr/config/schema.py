@@ -238,6 +238,13 @@ class TrainingConfig:
     g_content_loss_scaling: float = option(0.01, "Weight of the content loss (η)", ge=0)
     g_perceptual_loss_scaling: float = option(1.0, "Weight of the perceptual loss", ge=0)
     g_tv_loss_scaling: float = option(0.0, "Weight of the total-variation loss of the output (0: off)", ge=0)
+    d_shift: int = option(
+        0, "The discriminator judges real and generated crops cut d_shift pixels smaller at one random offset "
+        "per iteration (0..d_shift in each axis): the periodic input gradients of its strided convolutions then "
+        "fall on a different phase of the generator's pixel grid each time instead of imprinting a checkerboard "
+        "(e.g. 8 for three stride-2 layers; 0: the whole crop)",
+        ge=0,
+    )
     ema_decay: float | None = option(
         None, "Keep an exponential moving average of the generator with this decay (e.g. 0.999), warmed up as "
         "min(decay, (1 + n) / (10 + n)) after n iterations; null: off",
@@ -259,6 +266,8 @@ class TrainingConfig:
         yield from _stage_problems(self)
         yield from _milestone_problems("g_sched_steps", self.g_sched_steps)
         yield from _milestone_problems("d_sched_steps", self.d_sched_steps)
+        if self.cr_patch_size is not None and self.d_shift >= min(self.cr_patch_size):
+            yield "d_shift", f"{self.d_shift} leaves nothing of the {list(self.cr_patch_size)} crop: make it smaller"
         if not any(self.loss_weights.values()):
             yield "g_content_loss_scaling", "every generator loss weight of the stage is 0: nothing to train"
 

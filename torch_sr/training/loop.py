@@ -55,6 +55,7 @@ def train_stage(
     g, d = state.generator, state.discriminator
     d_frozen = without_ddp(d) if d is not None else None  # the discriminator as the generator step sees it
     adversarial = objective.adversarial
+    d_shift = getattr(state.stage.section, "d_shift", 0)  # a GAN-stage key
     opt, scaler = state.optimizers, state.scalers
     params = {name: [p for p in net.parameters() if p.requires_grad] for name, net in state.networks().items()}
     workers = loader_workers(cfg.data.num_workers, device)
@@ -82,9 +83,10 @@ def train_stage(
                 sr = g(lr)
                 terms = objective.image_terms(sr, hr)
                 if adversarial is not None:
-                    real_logits = d(hr)  # with the discriminator's graph, which its own step reuses
+                    hr_d, sr_d = random_window(hr, sr, d_shift)
+                    real_logits = d(hr_d)  # with the discriminator's graph, which its own step reuses
                     d_frozen.requires_grad_(False)
-                    terms["adversarial"] = adversarial.g_loss(real_logits.detach(), d_frozen(sr))
+                    terms["adversarial"] = adversarial.g_loss(real_logits.detach(), d_frozen(sr_d))
                     d_frozen.requires_grad_(True)
                 terms["g_total"] = total_loss(terms, objective.weights)
             backward(terms["g_total"], opt["generator"], scaler["generator"])
@@ -92,7 +94,7 @@ def train_stage(
             # discriminator: the real HR images against the generator's detached outputs
             if adversarial is not None:
                 with session.autocast():
-                    terms["d_total"] = adversarial.d_loss(real_logits, d(sr.detach()))
+                    terms["d_total"] = adversarial.d_loss(real_logits, d(sr_d.detach()))
 
             values = session.agree(terms, state)  # the one sync: NaN/inf check and stop requests
             optimizer_step(opt["generator"], scaler["generator"], params["generator"], clip)
@@ -115,6 +117,15 @@ def train_stage(
                 session.log_training(state, {k: v / count for k, v in sums.items()}, busy, count)
                 sums, count, busy = {}, 0, 0.0
             _at_intervals(session, state, objective, val_sets)
+
+
+def random_window(hr: torch.Tensor, sr: torch.Tensor, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same window of both batches, `shift` pixels smaller, at a random offset (the global RNG's)."""
+    if shift == 0:
+        return hr, sr
+    dy, dx = torch.randint(0, shift + 1, (2,)).tolist()
+    h, w = hr.shape[-2] - shift, hr.shape[-1] - shift
+    return hr[..., dy : dy + h, dx : dx + w], sr[..., dy : dy + h, dx : dx + w]
 
 
 def _next_batch(batches: Iterator[dict[str, torch.Tensor]], session: Session, state: TrainState) -> dict:
