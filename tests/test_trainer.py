@@ -393,3 +393,11 @@ def test_random_window_cuts_both_batches_alike():
 def test_d_shift_must_leave_part_of_the_crop(tmp_path):
     with pytest.raises(ConfigError, match=r"training/d_shift: 16 leaves nothing of the \[16, 16\] crop"):
         validate_config({"training": {"cr_patch_size": [16, 16], "d_shift": 16}})
+
+
+def test_checkerboard_term_is_trained_logged_and_validated(run, capsys):
+    assert run({"training": {"g_checkerboard_loss_scaling": 1.0}}) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert re.search(r"GAN 4/4 .*checkerboard [0-9.e-]+", text)
+    assert re.search(r"GAN validation at iteration 4: .*/checkerboard [0-9.e-]+", text)

@@ -238,6 +238,12 @@ class TrainingConfig:
     g_content_loss_scaling: float = option(0.01, "Weight of the content loss (η)", ge=0)
     g_perceptual_loss_scaling: float = option(1.0, "Weight of the perceptual loss", ge=0)
     g_tv_loss_scaling: float = option(0.0, "Weight of the total-variation loss of the output (0: off)", ge=0)
+    g_checkerboard_loss_scaling: float = option(
+        0.0, "Weight of the checkerboard loss: how much the mean error of each sub-pixel phase (position modulo "
+        "the scale) differs from that of all phases, in windows of 8x8 cells of scale x scale pixels; holds back "
+        "the grid pattern that GAN fine-tuning grows in a pixel-shuffle generator without a perceptual loss (0: off)",
+        ge=0,
+    )
     d_shift: int = option(
         0, "The discriminator judges real and generated crops cut d_shift pixels smaller at one random offset "
         "per iteration (0..d_shift in each axis): the periodic input gradients of its strided convolutions then "
@@ -291,6 +297,7 @@ class TrainingConfig:
             "perceptual": self.g_perceptual_loss_scaling,
             "adversarial": self.g_adversarial_loss_scaling,
             "tv": self.g_tv_loss_scaling,
+            "checkerboard": self.g_checkerboard_loss_scaling,
         }
 
 

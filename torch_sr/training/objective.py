@@ -12,10 +12,11 @@ from torch import nn
 from torch_sr.config.build import build_perceptual_loss_from_config
 from torch_sr.config.schema import TrainConfig
 from torch_sr.losses.adversarial import AdversarialLoss, get_adversarial_loss
+from torch_sr.losses.checkerboard import checkerboard_loss
 from torch_sr.losses.content import build_content_loss
 from torch_sr.losses.total_variation import total_variation
 
-IMAGE_TERMS = ("content", "perceptual", "tv")
+IMAGE_TERMS = ("content", "perceptual", "tv", "checkerboard")
 
 
 class Objective:
@@ -27,6 +28,7 @@ class Objective:
 
     def __init__(self, cfg: TrainConfig, section: object, adversarial: bool, device: torch.device):
         self.weights: dict[str, float] = dict(section.loss_weights)  # type: ignore[attr-defined]
+        self.scale = cfg.scale_factor
         if not adversarial:
             self.weights.pop("adversarial", None)
         self.content = build_content_loss(cfg.content_loss.loss_f, cfg.content_loss.charbonnier_eps)
@@ -43,7 +45,7 @@ class Objective:
         return {k: w for k, w in self.weights.items() if k in IMAGE_TERMS}
 
     def image_terms(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Unweighted content / perceptual / TV terms that have a non-zero weight."""
+        """Unweighted content / perceptual / TV / checkerboard terms that have a non-zero weight."""
         terms = {}
         if self.weights.get("content"):
             terms["content"] = self.content(sr, hr)
@@ -51,4 +53,6 @@ class Objective:
             terms["perceptual"] = self.perceptual(sr, hr)
         if self.weights.get("tv"):
             terms["tv"] = total_variation(sr)
+        if self.weights.get("checkerboard"):
+            terms["checkerboard"] = checkerboard_loss(sr, hr, self.scale)
         return terms
