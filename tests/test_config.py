@@ -310,7 +310,9 @@ def test_optimizer_and_loss_views_of_the_stages():
     assert (g.lr, d.lr, g.betas) == (3e-4, 1e-4, (0.9, 0.99))
     assert g.schedule.kind == "multistep" and d.schedule.gamma == 0.1
     assert d.schedule.milestones == (50000, 100000, 200000, 300000)
-    assert cfg.training.loss_weights == {"content": 0.01, "perceptual": 1.0, "adversarial": 0.005, "tv": 0.0}
+    assert cfg.training.loss_weights == {
+        "content": 0.01, "perceptual": 1.0, "adversarial": 0.005, "tv": 0.0, "checkerboard": 0.0
+    }
     p = cfg.pretraining.optimizers["generator"]
     assert (p.lr, p.betas, p.schedule.kind, p.schedule.step_size, p.schedule.gamma) == (2e-4, (0.9, 0.999), "step",
                                                                                         200000, 0.5)

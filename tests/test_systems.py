@@ -58,7 +58,9 @@ NOT_SYSTEMS = {
     "p192_t128_cr_16_rrdb_div2k+bsds500.json",
     "p192_t128_cr_23_rrdb_div2k+bsds500.json",
     "default_x4_srvgg64x16_t91+bsds200.json",  # the shipped weights' configs: tests/test_shipped_weights.py
+    "default_x4_srvgg64x16_t91+bsds200_restart.json",
     "default_x2_srvgg64x16_t91+bsds200.json",
+    "gan_x4_srvgg64x16_t91+bsds200.json",
     "smoke_cpu.json",
 }
 ITERATIONS = 8
@@ -163,7 +165,9 @@ def test_shipped_configs_follow_the_published_recipes():
     assert srgan.generator == srresnet.generator and srgan.pretraining == srresnet.pretraining  # stage 1 = SRResNet
     assert srgan.discriminator.hparams == {"num_channels": 64, "fc_features": 1024, "input_size": 96}
     assert srgan.discriminator.arch == "srgan_discriminator" and srgan.adversarial_loss.loss_f == "vanilla"
-    assert srgan.training.loss_weights == {"content": 0.0, "perceptual": 0.006, "adversarial": 1e-3, "tv": 0.0}
+    assert srgan.training.loss_weights == {
+        "content": 0.0, "perceptual": 0.006, "adversarial": 1e-3, "tv": 0.0, "checkerboard": 0.0
+    }
     p = srgan.perceptual_loss
     assert (p.network, p.vgg_type, p.criterion, dict(p.layer_weights)) == ("vgg", "vgg19", "mse", {"relu2_2": 1.0})
     assert srgan.training.cr_patch_size == (96, 96)

@@ -17,6 +17,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 MODELS: dict[str, str] = {
     "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x16, L1 (PSNR)
     "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 (PSNR)
+    "gan_x4": "gan_x4.pth",  # default_x4's sibling fine-tuned with RaGAN: sharper, blends with it
 }
 # scale -> name of the default model for it
 DEFAULTS: dict[int, str] = {
