@@ -212,7 +212,7 @@ class RRDBNet(nn.Module):
         """Run float32 CPU calls made without grad through the Winograd path (see the module doc); returns `self`.
 
         `None` switches it on only where it pays: networks of at least `FAST_MIN_CHANNELS` trunk
-        channels (at the paper's 64: 1.5-1.7x faster with one thread, 1.35x with two; at 16-32
+        channels (at the paper's 64: 1.5-1.7x faster with one thread, 1.3-1.55x with two; at 16-32
         channels the transforms cost more than the multiplications they save). Outputs then match
         the plain layers to float32 rounding (about 1e-6 of the output range), not bit for bit.
         Nothing is precomputed: training, saving and loading are unaffected.
