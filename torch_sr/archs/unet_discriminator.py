@@ -1,11 +1,11 @@
 """Real-ESRGAN's U-Net discriminator with spectral normalisation: a real/fake logit per pixel.
 
-A VGG-style discriminator judges a whole patch with one number, so a generator can satisfy it with
-any repeated high-frequency pattern (on small generators: a pixel-shuffle checkerboard). The U-Net
-judges every pixel with context from three downsamplings, and spectral normalisation bounds how
-fast its verdicts can change, which keeps GAN fine-tuning of compact generators stable
-(Wang et al., "Real-ESRGAN", 2021). Parameter names are those of Real-ESRGAN's released
-`RealESRGAN_x4plus_netD.pth` (`conv1.weight_orig`, `.weight_u`, `.weight_v`), so its weights load.
+A VGG-style discriminator judges a whole patch with one number; the U-Net judges every pixel with
+context from three downsamplings, and spectral normalisation bounds how fast its verdicts can
+change (Wang et al., "Real-ESRGAN", 2021). On its own it did not keep a pixel-shuffle generator
+free of a grid pattern here (see `torch_sr/weights/gan_x4.md`): pair it with the GAN stage's
+`d_shift` and the checkerboard loss. Parameter names are those of Real-ESRGAN's released
+`RealESRGAN_x4plus_netD.pth` (`conv1.weight_orig`, `.weight_u`, `.weight_v`), so its state dict loads.
 """
 from __future__ import annotations
 
