@@ -55,7 +55,6 @@ def train_stage(
     g, d = state.generator, state.discriminator
     d_frozen = without_ddp(d) if d is not None else None  # the discriminator as the generator step sees it
     adversarial = objective.adversarial
-    d_shift = getattr(state.stage.section, "d_shift", 0)  # a GAN-stage key
     opt, scaler = state.optimizers, state.scalers
     params = {name: [p for p in net.parameters() if p.requires_grad] for name, net in state.networks().items()}
     workers = loader_workers(cfg.data.num_workers, device)
@@ -83,7 +82,7 @@ def train_stage(
                 sr = g(lr)
                 terms = objective.image_terms(sr, hr)
                 if adversarial is not None:
-                    hr_d, sr_d = random_window(hr, sr, d_shift)
+                    hr_d, sr_d = random_window(hr, sr, objective.d_shift)
                     real_logits = d(hr_d)  # with the discriminator's graph, which its own step reuses
                     d_frozen.requires_grad_(False)
                     terms["adversarial"] = adversarial.g_loss(real_logits.detach(), d_frozen(sr_d))

@@ -36,8 +36,10 @@ class Objective:
         if self.weights.get("perceptual"):
             self.perceptual = build_perceptual_loss_from_config(cfg).to(device).eval()
         self.adversarial: AdversarialLoss | None = None
+        self.d_shift = 0  # pixels the discriminator's window is smaller than the crop (see `loop.random_window`)
         if adversarial:
             self.adversarial = get_adversarial_loss(cfg.adversarial_loss.loss_f)
+            self.d_shift = section.d_shift  # type: ignore[attr-defined]  (adversarial stages are `training` sections)
 
     @property
     def image_weights(self) -> dict[str, float]:
