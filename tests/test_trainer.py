@@ -254,6 +254,18 @@ def test_resuming_with_a_config_that_changes_the_run_names_the_keys(run, tmp_pat
     assert ckpt["training"]["iteration"] == 5 and ckpt["training"]["config"]["pretraining"]["num_iterations"] == 5
 
 
+def test_a_checkpoint_older_than_a_config_key_resumes_with_that_key_at_its_default(run, tmp_path, capsys):
+    assert run(None, "--stop-after", "2") == 0
+    path = next((tmp_path / "saved_models").glob("*PSNR*checkpoint.pth"))
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["training"]["config"]["training"]["d_shift"]  # as written before the key existed
+    torch.save(ckpt, path)
+    assert run({"training": {"d_shift": 1}}, "--resume") == 2
+    assert "training/d_shift: checkpoint 0, config 1" in capsys.readouterr().err
+    assert run({"pretraining": {"num_iterations": 3}}, "--resume") == 0
+    assert read_checkpoint(path)["training"]["iteration"] == 3
+
+
 def test_config_differences_and_what_may_change():
     a = {"batch_size": 4, "pretraining": {"num_iterations": 4, "lr": 1e-3}, "perceptual_loss": {"layer_weights": {}}}
     b = {**a, "pretraining": {"num_iterations": 8, "lr": 1e-3}, "perceptual_loss": {"layer_weights": {"b": 1}}}

@@ -55,8 +55,13 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
 
 
 def check_resumable(saved: Mapping[str, Any], cfg: TrainConfig, checkpoint: Path) -> None:
-    """Raise a `ConfigError` naming the keys where `cfg` differs from the checkpoint's config in a way that matters."""
-    differences = config_differences(saved, config_to_dict(cfg))
+    """Raise a `ConfigError` naming the keys where `cfg` differs from the checkpoint's config in a way that matters.
+
+    The saved config is first completed with today's defaults, so a checkpoint written before a key
+    existed resumes under a config that leaves that key at its default (which is what the old run did).
+    """
+    completed = config_to_dict(validate_config(saved, f"{checkpoint} (stored config)"))
+    differences = config_differences(completed, config_to_dict(cfg))
     forbidden = {k: v for k, v in differences.items() if not may_change(k)}
     if forbidden:
         lines = [f"{k}: checkpoint {old!r}, config {new!r}" for k, (old, new) in forbidden.items()]
