@@ -191,9 +191,16 @@ def test_weights_load_where_they_fit_and_the_rest_is_reported():
 # -- a run's files ---------------------------------------------------------------------------------
 
 
-def test_a_run_writes_named_models_and_safe_loadable_checkpoints(run, tmp_path):
+def test_a_run_writes_named_models_and_safe_loadable_checkpoints(run, tmp_path, capsys):
     changes = {"pretraining": {"ema_decay": 0.9, "num_iterations": 6, "val_interval": 1}}
     assert run(changes, "-i", "2", "-s", "3", "-w", "3") == 0
+    validated, best_at = None, []  # -w 3: validations at 1 and 2 may not save a best model; 3 is the first that does
+    for line in capsys.readouterr().out.splitlines():
+        if m := re.match(r"PSNR validation at iteration (\d+)", line):
+            validated = int(m[1])
+        elif line.startswith("PSNR: best validation"):
+            best_at.append(validated)
+    assert best_at and best_at[0] == 3, best_at
     out = tmp_path / "saved_models"
     names = sorted(p.name for p in out.iterdir())
     ts = names[0].split("_")[0]
