@@ -60,6 +60,7 @@ NOT_SYSTEMS = {
     "default_x4_srvgg64x16_t91+bsds200.json",  # the shipped weights' configs: tests/test_shipped_weights.py
     "default_x4_srvgg64x16_t91+bsds200_restart.json",
     "default_x2_srvgg64x16_t91+bsds200.json",
+    "default_x2_srvgg64x16_t91+bsds200_restart.json",
     "gan_x4_srvgg64x16_t91+bsds200.json",
     "smoke_cpu.json",
 }
