@@ -1,0 +1,75 @@
+"""Deepen a trained SRVGGNetCompact without changing what it computes (Net2Net-style growth).
+
+A compact model that has stopped improving can gain capacity without starting over: after every
+`every`-th body conv we insert a conv whose kernel is the identity (a centred 1, zero bias) and a
+PReLU with slope 1, which is the identity too. The deeper model gives exactly the old outputs, and
+training (`init_weights`) continues from there; the shipped `default_x4`/`default_x2` grew from 16
+to 24 convs this way (see their model cards).
+
+    python -m torch_sr.archs.deepen trained.pth deeper.pth --every 2
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
+from torch_sr.errors import CheckpointError, TorchSRError
+
+
+def deepen(mf: ModelFile, every: int = 2) -> ModelFile:
+    """`mf` with an identity conv + PReLU after every `every`-th of its `num_conv` body convs."""
+    if mf.arch != "srvgg" or mf.hparams.get("act_type", "prelu") != "prelu":
+        raise CheckpointError(
+            f"{mf.source}: only srvgg models with PReLU activations can be deepened (an identity layer needs a "
+            f"slope-1 PReLU), not {mf.arch} {mf.hparams}"
+        )
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    sd, n, feat = mf.state_dict, mf.hparams["num_conv"], mf.hparams["num_feat"]
+    ref = sd["body.0.weight"]
+    identity = torch.zeros(feat, feat, 3, 3, dtype=ref.dtype)
+    identity[torch.arange(feat), torch.arange(feat), 1, 1] = 1
+    layers = []  # (conv weight, conv bias, PReLU weight) for the first conv and each body conv
+    for i in range(n + 1):
+        layers.append((sd[f"body.{2 * i}.weight"], sd[f"body.{2 * i}.bias"], sd[f"body.{2 * i + 1}.weight"]))
+        if i >= 1 and i % every == 0:
+            layers.append((identity.clone(), torch.zeros(feat, dtype=ref.dtype), torch.ones(feat, dtype=ref.dtype)))
+    out: dict[str, torch.Tensor] = {}
+    for i, (weight, bias, slope) in enumerate(layers):
+        out[f"body.{2 * i}.weight"], out[f"body.{2 * i}.bias"], out[f"body.{2 * i + 1}.weight"] = weight, bias, slope
+    out[f"body.{2 * len(layers)}.weight"] = sd[f"body.{2 * (n + 1)}.weight"]
+    out[f"body.{2 * len(layers)}.bias"] = sd[f"body.{2 * (n + 1)}.bias"]
+    meta = {**mf.meta, "deepened_from": {"source": mf.source, "num_conv": n, "every": every}}
+    return ModelFile(mf.arch, {**mf.hparams, "num_conv": len(layers) - 1}, out, meta, mf.source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m torch_sr.archs.deepen",
+        description="Write a deeper copy of a trained srvgg model that computes the same outputs "
+        "(for training on with init_weights).",
+    )
+    parser.add_argument("model", help="srvgg model file or training checkpoint (its EMA weights if it has them)")
+    parser.add_argument("output", help="where to write the deeper model (must not exist)")
+    parser.add_argument("--every", type=int, default=2, help="insert one identity layer after every N body convs")
+    parser.add_argument("--raw", action="store_true", help="take the raw weights even where an EMA copy exists")
+    args = parser.parse_args(argv)
+    try:
+        if os.path.exists(args.output):
+            raise TorchSRError(f"{args.output} exists; choose a new file name (inputs are never overwritten)")
+        deeper = deepen(read_model_file(args.model, prefer_ema=not args.raw), args.every)
+        save_model_file(deeper, Path(args.output))
+    except (TorchSRError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {deeper.hparams['num_conv']} body convs (from {args.model})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
