@@ -59,6 +59,8 @@ NOT_SYSTEMS = {
     "p192_t128_cr_23_rrdb_div2k+bsds500.json",
     "default_x4_srvgg64x16_t91+bsds200.json",  # the shipped weights' configs: tests/test_shipped_weights.py
     "default_x4_srvgg64x16_t91+bsds200_restart.json",
+    "default_x4_srvgg64x16_t91+bsds200_patch256.json",
+    "default_x4_srvgg64x24_t91+bsds200_deepened.json",
     "default_x2_srvgg64x16_t91+bsds200.json",
     "default_x2_srvgg64x16_t91+bsds200_restart.json",
     "gan_x4_srvgg64x16_t91+bsds200.json",
