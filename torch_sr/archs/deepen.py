@@ -11,12 +11,12 @@ this way, and `gan_x4` was grown to match it so that the two can be blended (see
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import torch
 
+from torch_sr.checkpoint.files import refuse_existing
 from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
 from torch_sr.errors import CheckpointError, TorchSRError
 
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", action="store_true", help="take the raw weights even where an EMA copy exists")
     args = parser.parse_args(argv)
     try:
-        if os.path.exists(args.output):
-            raise TorchSRError(f"{args.output} exists; choose a new file name (inputs are never overwritten)")
+        refuse_existing(args.output)
         deeper = deepen(read_model_file(args.model, prefer_ema=not args.raw), args.every)
         save_model_file(deeper, Path(args.output))
     except (TorchSRError, ValueError) as e:

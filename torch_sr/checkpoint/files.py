@@ -45,6 +45,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def refuse_existing(path: str | os.PathLike) -> None:
+    """Raise a `CheckpointError` if `path` exists: tools that derive a new model file never replace one."""
+    if os.path.exists(path):
+        raise CheckpointError(f"{path} exists; choose a new file name (model files are never overwritten)")
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """`torch.save` that never leaves a half-written file in place of a good one."""
     return atomic_write(path, lambda f: torch.save(obj, f))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from torch_sr.checkpoint.files import refuse_existing
 from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
 from torch_sr.errors import TorchSRError
 
@@ -25,8 +26,7 @@ def export_model(
     source: str | os.PathLike, output: str | os.PathLike, prefer_ema: bool = True, half: bool = True
 ) -> ModelFile:
     """Write `source`'s EMA (or, with `prefer_ema=False`, raw) weights to `output`; never overwrites."""
-    if os.path.exists(output):
-        raise TorchSRError(f"{output} exists; choose a new file name (files are never overwritten)")
+    refuse_existing(output)
     mf = read_model_file(source, prefer_ema=prefer_ema)
     if half:
         mf = ModelFile(
