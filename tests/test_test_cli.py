@@ -76,6 +76,31 @@ def test_tiling_does_not_change_scores(tiny_model, folder, capsys):
     assert whole["results"][0]["mean"]["psnr"] == pytest.approx(tiled["results"][0]["mean"]["psnr"], abs=0.01)
 
 
+def test_tta_scores_the_self_ensemble(tiny_model, folder, tmp_path, capsys):
+    plain = run_json(capsys, [str(tiny_model), "-d", str(folder)])
+    ensembled = run_json(capsys, [str(tiny_model), "-d", str(folder), "--tta"])
+    assert plain["tta"] is False and ensembled["tta"] is True
+    means = plain["results"][0]["mean"], ensembled["results"][0]["mean"]
+    assert means[0]["bicubic_psnr"] == means[1]["bicubic_psnr"] and means[0]["psnr"] != means[1]["psnr"]
+    assert main([str(tiny_model), "-d", str(folder), "--tta", "--tile", "none", "-o", str(tmp_path / "out")]) == 0
+    assert "x8 self-ensemble (--tta)" in capsys.readouterr().out
+    # The saved SR image is the mean of the 8 flipped/transposed outputs, mapped back.
+    from torch_sr.checkpoint.model_file import load_model
+
+    model = load_model(tiny_model).eval()
+    lr = SREvalDataset(resolve_images(str(folder), "test", None, download=False), 4, cache=False)[0]["lr"][None]
+    outs = []
+    with torch.no_grad():
+        for t in (False, True):
+            x = lr.transpose(-2, -1) if t else lr
+            for dims in ((), (-1,), (-2,), (-2, -1)):
+                y = model(x.flip(dims)).flip(dims)
+                outs.append(y.transpose(-2, -1) if t else y)
+    expected = to_uint8(torch.stack(outs).mean(0)[0].clamp(0, 1)).permute(1, 2, 0).numpy().astype(int)
+    saved = np.asarray(Image.open(tmp_path / "out" / folder.name / "pic0.png")).astype(int)
+    assert np.abs(saved - expected).max() <= 1
+
+
 def test_rgb_and_crop_border_options(tiny_model, folder, capsys):
     res = run_json(capsys, [str(tiny_model), "-d", str(folder), "--rgb", "--crop-border", "0"])["results"][0]
     assert res["channel"] == "rgb" and res["crop_border"] == 0
@@ -195,6 +220,7 @@ def test_models_of_different_scales_are_refused(tiny_model, tmp_path_factory, fo
         (["MODEL", "--scale", "2"], "does not match"),
         (["MODEL", "-d", "no_such_dataset"], "unknown dataset 'no_such_dataset'"),
         (["MODEL", "--tile", "-3"], "--tile"),
+        (["--bicubic", "--tta"], "--tta averages a model's outputs"),
         (["MODEL", "--lpips", "-d", "FOLDER"], "lpips"),
         (["missing.pth"], "not found"),
     ],

@@ -4,7 +4,7 @@ PSNR/SSIM on the Y channel with `scale` pixels shaved by default, LR made with M
 the modcropped HR, the bicubic baseline beside every model score; several models are scored one
 after another on the same images and shown side by side. SR images go to `-o OUT_DIR`, `-s N` draws
 LR | bicubic | SR of each model | HR figures of the N images the first model improves most,
-`--json` writes the numbers.
+`--tta` scores the x8 self-ensemble (the '+' rows of papers), `--json` writes the numbers.
 """
 from __future__ import annotations
 
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tile", default="auto", help="LR tile size in pixels, 'auto' (default) or 'none'")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="x8 self-ensemble: score the mean of the 8 flips/transposes of each output, as the '+' rows of papers "
+        "(EDSR+, RCAN+) do (8x the time)",
+    )
     p.add_argument("--data-root", type=Path, help="where datasets live (default: $TORCH_SR_DATA or the user cache)")
     p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
     p.add_argument("--lpips", action="store_true", help="also score LPIPS (needs the optional lpips package)")
@@ -184,7 +190,8 @@ def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
             f"--scale {args.scale} does not match {which} {', '.join(args.models)}, which upscale(s) x{scale}: drop --scale"
         )
     tile = _tile(args.tile)
-    return [(path, Upscaler(model, device=args.device, tile=tile).upscale_tensor) for path, model in models], scale
+    upscalers = [Upscaler(model, device=args.device, tile=tile, tta=args.tta) for _, model in models]
+    return [(path, upscaler.upscale_tensor) for (path, _), upscaler in zip(models, upscalers)], scale
 
 
 @reports_errors
@@ -194,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch_sr.data.datasets import SREvalDataset
     from torch_sr.evaluation import comparison_table, evaluate
 
+    if args.tta and not args.models:
+        raise TorchSRError("--tta averages a model's outputs: give a MODEL (the bicubic baseline has no ensemble)")
     if args.bicubic and args.models:
         raise TorchSRError(
             "--bicubic scores only the bicubic baseline: drop MODEL (every model run prints the baseline beside it)"
@@ -212,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not specs:
         raise TorchSRError("-d/--datasets is empty")
     to_stdout = args.json == "-"
+    if args.tta and not to_stdout:
+        print("x8 self-ensemble (--tta): every model score below is of the mean of 8 flipped/transposed outputs")
     results: list[list] = [[] for _ in runs]  # per model, per dataset
     for spec in specs:
         name = _dataset_name(spec)
@@ -263,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload = {"scale": scale, "models": models}
         else:
             payload = {"model": runs[0][0], "scale": scale, "results": [r.to_dict() for r in results[0]]}
+        if args.models:
+            payload["tta"] = args.tta
         text = json.dumps(payload, indent=2)
         if to_stdout:
             print(text)
