@@ -192,6 +192,8 @@ def test_unknown_keys_name_the_full_path_and_suggest(tmp_path, data, expected):
                                              "top-level key 'scale_factor'"),
         ({"discriminator": {"vgg_blk_ch": [64, 64.5]}}, "discriminator/vgg_blk_ch[1]: expected an integer, got 64.5"),
         ({"pretraining": {"content_loss_scaling": 0}}, "every loss weight of the stage is 0"),
+        ({"img_channels": 1, "content_loss": {"y_weight": 1}}, "content_loss/y_weight: needs RGB images (img_channels 3), "
+                                                             "not 1: set it to 0"),
         ({"perceptual_loss": {"pretrained": False, "weights_path": "vgg.pth"}}, "perceptual_loss/weights_path: is set"),
     ],
 )

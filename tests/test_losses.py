@@ -36,6 +36,22 @@ def test_charbonnier_eps_and_unknown_name():
         build_content_loss("l3")
 
 
+@pytest.mark.parametrize("name", ["l1", "l2"])
+def test_y_weight_adds_the_loss_of_the_bt601_luma(name):
+    torch.manual_seed(0)
+    x, t = torch.rand(2, 3, 5, 4), torch.rand(2, 3, 5, 4)
+    luma = torch.tensor([65.481, 128.553, 24.966]).view(1, 3, 1, 1) / 255
+    base = build_content_loss(name)
+    expected = base(x, t) + 2.5 * base((x * luma).sum(1), (t * luma).sum(1))
+    assert build_content_loss(name, y_weight=2.5)(x, t).item() == pytest.approx(expected.item(), rel=1e-5)
+    # A pure chroma change (Y unchanged) costs only its RGB loss; an equal-sized grey change costs more.
+    chroma = torch.tensor([1.0, -65.481 / 128.553, 0.0]).view(1, 3, 1, 1) * 0.1
+    grey = torch.full((1, 3, 1, 1), chroma.abs().mean().item())
+    with_y = build_content_loss(name, y_weight=1.0)
+    assert with_y(t + chroma, t).item() == pytest.approx(base(t + chroma, t).item(), rel=1e-4)
+    assert with_y(t + grey, t).item() > base(t + grey, t).item() * 1.5
+
+
 def _sig(x):
     return 1 / (1 + math.exp(-x))
 

@@ -323,6 +323,12 @@ class ArchConfig:
 class ContentLossConfig:
     loss_f: Literal["l1", "l2", "mse", "charbonnier"] = option("l1", "Pixel loss: 'l1', 'l2' = 'mse', 'charbonnier'")
     charbonnier_eps: float = option(1e-3, "Charbonnier: mean of sqrt(diff^2 + eps^2)", gt=0)
+    y_weight: float = option(
+        0.0,
+        "Weight of the same loss added on the BT.601 luma (Y) of output and target, the channel PSNR-Y scores "
+        "(RGB images only; 0: off)",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True)
@@ -442,6 +448,8 @@ class TrainConfig:
             scale = section.scale_factor or self.scale_factor
             if section.cr_patch_size is not None and any(p % scale for p in section.cr_patch_size):
                 yield f"{path}/cr_patch_size", f"{list(section.cr_patch_size)} is not a multiple of scale_factor {scale}"
+        if self.content_loss.y_weight and self.img_channels != 3:
+            yield "content_loss/y_weight", f"needs RGB images (img_channels 3), not {self.img_channels}: set it to 0"
 
     def stage_sections(self) -> Iterator[tuple[str, Any]]:
         """(key path, section) of both stages and of each of their phases."""

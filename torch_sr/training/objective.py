@@ -31,7 +31,8 @@ class Objective:
         self.scale = cfg.scale_factor
         if not adversarial:
             self.weights.pop("adversarial", None)
-        self.content = build_content_loss(cfg.content_loss.loss_f, cfg.content_loss.charbonnier_eps)
+        loss = cfg.content_loss
+        self.content = build_content_loss(loss.loss_f, loss.charbonnier_eps, loss.y_weight)
         self.perceptual: nn.Module | None = None
         if self.weights.get("perceptual"):
             self.perceptual = build_perceptual_loss_from_config(cfg).to(device).eval()
