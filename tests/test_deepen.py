@@ -49,6 +49,8 @@ def test_cli_writes_a_loadable_model_and_never_overwrites(tmp_path, capsys):
     before = (tmp_path / "m.pth").read_bytes()
     assert main([str(tmp_path / "deep.pth"), str(tmp_path / "m.pth")]) == 2
     assert "exists" in capsys.readouterr().err and (tmp_path / "m.pth").read_bytes() == before
+    assert main([str(tmp_path / "m.pth"), str(tmp_path / "none.pth"), "--every", "0"]) == 2
+    assert "--every) must be >= 1, got 0" in capsys.readouterr().err and not (tmp_path / "none.pth").exists()
 
 
 def test_only_prelu_srvgg_models_can_be_deepened(tmp_path, capsys):

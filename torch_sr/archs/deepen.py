@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from torch_sr.checkpoint.files import refuse_existing
+from torch_sr.cli.common import reports_errors
 from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
 from torch_sr.errors import CheckpointError, TorchSRError
 
@@ -29,7 +30,7 @@ def deepen(mf: ModelFile, every: int = 2) -> ModelFile:
             f"slope-1 PReLU), not {mf.arch} {mf.hparams}"
         )
     if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+        raise TorchSRError(f"every (--every) must be >= 1, got {every}")
     sd, n, feat = mf.state_dict, mf.hparams["num_conv"], mf.hparams["num_feat"]
     ref = sd["body.0.weight"]
     identity = torch.zeros(feat, feat, 3, 3, dtype=ref.dtype)
@@ -48,6 +49,7 @@ def deepen(mf: ModelFile, every: int = 2) -> ModelFile:
     return ModelFile(mf.arch, {**mf.hparams, "num_conv": len(layers) - 1}, out, meta, mf.source)
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m torch_sr.archs.deepen",
@@ -59,13 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=2, help="insert one identity layer after every N body convs")
     parser.add_argument("--raw", action="store_true", help="take the raw weights even where an EMA copy exists")
     args = parser.parse_args(argv)
-    try:
-        refuse_existing(args.output)
-        deeper = deepen(read_model_file(args.model, prefer_ema=not args.raw), args.every)
-        save_model_file(deeper, Path(args.output))
-    except (TorchSRError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    refuse_existing(args.output)
+    deeper = deepen(read_model_file(args.model, prefer_ema=not args.raw), args.every)
+    save_model_file(deeper, Path(args.output))
     print(f"{args.output}: {deeper.hparams['num_conv']} body convs (from {args.model})")
     return 0
 

@@ -19,7 +19,7 @@ import torch
 
 from torch_sr.checkpoint.files import refuse_existing
 from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
-from torch_sr.errors import TorchSRError
+from torch_sr.cli.common import reports_errors
 
 
 def export_model(
@@ -40,6 +40,7 @@ def export_model(
     return mf
 
 
+@reports_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m torch_sr.weights.export",
@@ -50,11 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", action="store_true", help="the raw weights, not the EMA copy")
     parser.add_argument("--float32", action="store_true", help="keep float32 tensors (twice the size)")
     args = parser.parse_args(argv)
-    try:
-        mf = export_model(args.model, args.output, prefer_ema=not args.raw, half=not args.float32)
-    except TorchSRError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    mf = export_model(args.model, args.output, prefer_ema=not args.raw, half=not args.float32)
     n = sum(v.numel() for v in mf.state_dict.values())
     kind = "raw" if args.raw else "EMA (raw where the file has no EMA)"
     dtype = torch.float32 if args.float32 else torch.float16
