@@ -77,12 +77,13 @@ def test_each_model_scores_on_set5_what_its_card_says(tmp_path, shared_data, nam
 @pytest.mark.parametrize("name", sorted(weights.DEFAULTS.values()))
 def test_defaults_are_far_from_bicubic(tmp_path, shared_data, name):
     (dataset,) = _scores(tmp_path, shared_data, name)["results"]
-    assert dataset["mean"]["psnr"] >= dataset["mean"]["bicubic_psnr"] + 2.5  # x4: +2.85 dB, x2: +3.69 dB
+    assert dataset["mean"]["psnr"] >= dataset["mean"]["bicubic_psnr"] + 2.5  # x4: +2.88 dB, x2: +3.69 dB
 
 
-def test_default_x4_beats_bicubic_on_set5_by_the_target_margin(tmp_path, shared_data):
+def test_default_x4_reaches_its_set5_targets(tmp_path, shared_data):
     (dataset,) = _scores(tmp_path, shared_data, "default_x4")["results"]
     assert dataset["mean"]["psnr"] >= dataset["mean"]["bicubic_psnr"] + 2.8
+    assert dataset["mean"]["psnr"] >= 31.3  # VDSR, trained on the same 291 images, published 31.35
 
 
 def test_default_x2_reaches_its_set5_target(tmp_path, shared_data):

@@ -62,6 +62,8 @@ NOT_SYSTEMS = {
     "default_x4_srvgg64x16_t91+bsds200_patch256.json",
     "default_x4_srvgg64x24_t91+bsds200_deepened.json",
     "default_x4_srvgg64x24_t91+bsds200_luma.json",
+    "default_x4_srvgg64x32_t91+bsds200_luma.json",
+    "default_x4_srvgg64x40_t91+bsds200_luma.json",
     "default_x2_srvgg64x16_t91+bsds200.json",
     "default_x2_srvgg64x16_t91+bsds200_restart.json",
     "default_x2_srvgg64x16_t91+bsds200_luma.json",

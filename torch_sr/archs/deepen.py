@@ -3,8 +3,8 @@
 A compact model that has stopped improving can gain capacity without starting over: after every
 `every`-th body conv we insert a conv whose kernel is the identity (a centred 1, zero bias) and a
 PReLU with slope 1, which is the identity too. The deeper model gives exactly the old outputs, and
-training (`init_weights`) continues from there. The shipped `default_x4` grew from 16 to 24 convs
-this way, and `gan_x4` was grown to match it so that the two can be blended (see their cards).
+training (`init_weights`) continues from there. The shipped `default_x4` grew from 16 to 24, 32 and
+40 convs this way, and `gan_x4` was grown to match it so that the two can be blended (see their cards).
 
     python -m torch_sr.archs.deepen trained.pth deeper.pth --every 2
 """

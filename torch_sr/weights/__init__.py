@@ -15,9 +15,9 @@ from torch_sr.errors import TorchSRError
 WEIGHTS_DIR = Path(__file__).resolve().parent
 # name -> file in this folder
 MODELS: dict[str, str] = {
-    "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x24, L1 then L1 + luma (PSNR)
+    "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x40, L1 then L1 + luma (PSNR)
     "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 then L1 + luma (PSNR)
-    "gan_x4": "gan_x4.pth",  # default_x4's sibling fine-tuned with RaGAN (64x24): sharper, blends with it
+    "gan_x4": "gan_x4.pth",  # default_x4's sibling fine-tuned with RaGAN (64x40): sharper, blends with it
 }
 # scale -> name of the default model for it
 DEFAULTS: dict[int, str] = {
