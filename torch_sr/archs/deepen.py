@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from torch_sr.checkpoint.files import refuse_existing
-from torch_sr.cli.common import reports_errors
 from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
+from torch_sr.cli.common import reports_errors
 from torch_sr.errors import CheckpointError, TorchSRError
 
 
