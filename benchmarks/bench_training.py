@@ -11,7 +11,9 @@ Then the data pipeline alone: the stage's training set through the trainer's Dat
 worker processes, batches pulled as fast as they come (the first batch, i.e. worker start-up, is not
 timed). The pipeline must deliver at least 10x the patches/s the training step consumes, so that
 loading is never the bottleneck; with 0 workers (the CPU default) it runs inside the training
-process, and its share of an iteration is 1 / ratio.
+process, and its share of an iteration is 1 / ratio. With a realistic `degradation` in the config,
+the degradation of the stage's batches is timed as well, each preset of its mix alone and the mix
+(it runs in the training process, on the training device): at least 5x the step's consumption.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from torch_sr.training.signals import StopRequest  # noqa: E402
 from torch_sr.training.stages import build_stages  # noqa: E402
 
 TARGET_RATIO = 10.0
+DEGRADATION_RATIO = 5.0
 
 
 def bench_config(raw: dict, source: str) -> dict:
@@ -89,6 +92,30 @@ def time_pipeline(cfg, workers: int, batches: int) -> float:
     return batches * batch / (time.perf_counter() - start)
 
 
+def time_degradation(cfg, batches: int) -> dict[str, float]:
+    """Patches/s of the config's degradation on the first stage's batches: each preset of its mix alone, and the mix."""
+    import dataclasses
+
+    from torch_sr.data.realistic_degradations import Degradation
+
+    stage = build_stages(cfg)[0]
+    loader = iter(build_train_loader(build_train_set(stage.config, stage.section, cfg.seed), stage.config.batch_size,
+                                     0, batches, 0))  # fmt: skip
+    data = [next(loader) for _ in range(batches)]
+    names = [n for n in cfg.degradation.presets if n != "bicubic"]  # clean items cost nothing
+    variants = {name: dataclasses.replace(cfg.degradation, mix={}, preset=name) for name in names}
+    if len(variants) > 1:
+        variants["mix"] = cfg.degradation
+    rates = {}
+    for name, dcfg in variants.items():
+        degrade = Degradation(dcfg, stage.config.scale_factor)
+        start = time.perf_counter()
+        for k, b in enumerate(data):
+            degrade(b["hr"], b["lr"], torch.Generator().manual_seed(k))
+        rates[name] = batches * stage.config.batch_size / (time.perf_counter() - start)
+    return rates
+
+
 def compare_memory_formats(cfg, iterations: int, repeats: int) -> None:
     """NCHW against channels_last, in process CPU time (other jobs on a shared machine disturb it less)."""
     for _ in range(repeats):
@@ -133,9 +160,20 @@ def main() -> None:
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
     print(f"\npipeline ({default} workers, the CPU default) / training consumption: {ratio:.1f}x; "
           f"target >= {TARGET_RATIO:.0f}x: {verdict}")
+    degradation = {}
+    if set(cfg.degradation.presets) != {"bicubic"}:
+        degradation = time_degradation(cfg, args.batches)
+        print("\n| degradation (on the training process's thread) | patches/s | x fastest stage's consumption |")
+        print("|---|---|---|")
+        for name, rate in degradation.items():
+            print(f"| {name} | {rate:.0f} | {rate / need:.1f}x |")
+        slowest = min(degradation.values()) / need
+        verdict = "met" if slowest >= DEGRADATION_RATIO else "NOT met"
+        print(f"\nslowest degradation / training consumption: {slowest:.1f}x; target >= {DEGRADATION_RATIO:.0f}x: {verdict}")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"stages": stages, "pipeline": pipeline, "ratio": ratio}, indent=2))
+        Path(args.json).write_text(json.dumps(
+            {"stages": stages, "pipeline": pipeline, "ratio": ratio, "degradation": degradation}, indent=2))
 
 
 if __name__ == "__main__":

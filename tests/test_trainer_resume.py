@@ -6,10 +6,12 @@ from trainer_fixtures import assert_same_state, make_images, tiny_config, write_
 from torch_sr.cli.train import main
 
 # Settings a resumed run must reproduce: EMA in both stages, LR-only degradations (albumentations)
-# in stage 1, gradient clipping and a warm-up/cosine schedule in stage 2.
+# in stage 1, gradient clipping and a warm-up/cosine schedule in stage 2, and realistic degradations
+# of every kind (drawn per iteration) throughout.
 CHANGES = {
     "pretraining": {"ema_decay": 0.9, "hard_transforms": True},
     "training": {"ema_decay": 0.99, "grad_clip_norm": 0.5, "scheduler": "cosine", "warmup_iterations": 1},
+    "degradation": {"mix": {"realesrgan": 1, "noise_jpeg": 1, "jpeg": 1, "bicubic": 1}},
 }
 RUN_DEPENDENT = ("timestamp", "run_name")  # differ between separate runs by design
 

@@ -61,6 +61,7 @@ class EvalResult:
     y_channel: bool
     images: list[ImageScore] = field(default_factory=list)
     seconds: float = 0.0
+    degradation: str | None = None  # the test-time LR degradation spec (`test.py --degrade`); None: clean bicubic
 
     def mean(self, column: str) -> float | None:
         """Mean of a column over the images (None when not computed; inf when an image scores inf)."""
@@ -102,6 +103,7 @@ class EvalResult:
             "scale": self.scale,
             "crop_border": self.crop_border,
             "channel": "y" if self.y_channel else "rgb",
+            "degradation": self.degradation or "none",
             "seconds": round(self.seconds, 3),
             "mean": {c: num(self.mean(c)) for c in cols},
             "images": [{"name": s.name, **{c: num(v) for c, v in asdict(s).items() if c in cols}} for s in self.images],
@@ -110,8 +112,9 @@ class EvalResult:
     def title(self, timing: str | None = None) -> str:
         """First line of the tables: dataset, scale, channel, shave, image count and `timing` (default: seconds)."""
         channel = "Y (BT.601)" if self.y_channel else "RGB"
+        lr = f" (LR: {self.degradation})" if self.degradation else ""
         return (
-            f"{self.dataset} x{self.scale}: PSNR (dB) / SSIM on {channel}, {self.crop_border} px shaved, "
+            f"{self.dataset}{lr} x{self.scale}: PSNR (dB) / SSIM on {channel}, {self.crop_border} px shaved, "
             f"{len(self.images)} images, {timing or f'{self.seconds:.1f} s'}"
         )
 
@@ -206,6 +209,8 @@ def evaluate(
         raise ValueError("evaluate: nothing to score without an upscaler and without the bicubic baseline")
     scale = int(getattr(dataset, "scale"))
     result = EvalResult(name or type(dataset).__name__, scale, crop_border, y_channel)
+    degradation = getattr(dataset, "degradation", None)
+    result.degradation = degradation.text if degradation is not None else None
     indices = range(len(dataset))
     if progress:
         from tqdm import tqdm

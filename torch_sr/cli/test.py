@@ -4,7 +4,8 @@ PSNR/SSIM on the Y channel with `scale` pixels shaved by default, LR made with M
 the modcropped HR, the bicubic baseline beside every model score; several models are scored one
 after another on the same images and shown side by side. SR images go to `-o OUT_DIR`, `-s N` draws
 LR | bicubic | SR of each model | HR figures of the N images the first model improves most,
-`--tta` scores the x8 self-ensemble (the '+' rows of papers), `--json` writes the numbers.
+`--tta` scores the x8 self-ensemble (the '+' rows of papers), `--degrade SPEC` scores restoration of
+JPEG-compressed, noisy or blurred LR (see `torch_sr.data.degradation_specs`), `--json` writes the numbers.
 """
 from __future__ import annotations
 
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="x8 self-ensemble: score the mean of the 8 flips/transposes of each output, as the '+' rows of papers "
         "(EDSR+, RCAN+) do (8x the time)",
+    )
+    p.add_argument(
+        "--degrade",
+        metavar="SPEC",
+        help="score restoration: degrade each LR the same way on every run, e.g. jpeg:40, noise:10+jpeg:70 "
+        "(Gaussian sigma on 0-255), blur:1.5+jpeg:70 (HR blur before the downscale) or realesrgan (Real-ESRGAN's "
+        "training degradations, seeded per image); the bicubic baseline upscales the same degraded LR",
     )
     p.add_argument("--data-root", type=Path, help="where datasets live (default: $TORCH_SR_DATA or the user cache)")
     p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
@@ -211,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise TorchSRError("give a MODEL file to score, or --bicubic to score the bicubic baseline")
     if args.show < 0 or (args.crop_border is not None and args.crop_border < 0):
         raise TorchSRError("-s/--show and --crop-border must not be negative")
+    from torch_sr.data.degradation_specs import parse_degradation
+
+    degradation = parse_degradation(args.degrade) if args.degrade is not None else None
     runs, scale = _load_upscalers(args) if args.models else ([(None, None)], args.scale or 4)
     if scale < 1:
         raise TorchSRError(f"--scale must be at least 1, got {scale}")
@@ -227,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in specs:
         name = _dataset_name(spec)
         paths = resolve_images(spec, args.split, args.data_root, download=not args.no_download)
-        dataset = SREvalDataset(paths, scale, cache=False)
+        dataset = SREvalDataset(paths, scale, cache=False, degradation=degradation)
         best = BestImages(args.show) if args.show else None
         chosen: dict[str, list] = {}
         for k, (_, upscale) in enumerate(runs):
@@ -276,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload = {"model": runs[0][0], "scale": scale, "results": [r.to_dict() for r in results[0]]}
         if args.models:
             payload["tta"] = args.tta
+        payload["degradation"] = degradation.text if degradation is not None else "none"
         text = json.dumps(payload, indent=2)
         if to_stdout:
             print(text)

@@ -386,6 +386,133 @@ class AdversarialLossConfig:
     )
 
 
+_KERNELS = "Blur kernel type -> probability (iso, aniso, generalized_iso, generalized_aniso, plateau_iso, plateau_aniso)"
+_RESIZE = "Resize direction -> probability ('up', 'down', 'keep')"
+# Keys each degradation preset reads; any other key changed from its default is a mistake (it would do nothing).
+DEGRADATION_KEYS: dict[str, tuple[str, ...]] = {
+    "bicubic": (),
+    "jpeg": ("jpeg_range",),
+    "noise_jpeg": (
+        "gaussian_noise_prob", "noise_range", "poisson_scale_range", "gray_noise_prob", "jpeg_range"
+    ),
+    "realesrgan": (
+        "gt_usm", "blur_kernel_size", "kernel_prob", "blur_sigma", "betag_range", "betap_range",
+        "sinc_prob", "resize_prob", "resize_range", "resize_modes", "gaussian_noise_prob", "noise_range",
+        "poisson_scale_range", "gray_noise_prob", "jpeg_range", "second_blur_prob", "kernel_prob2", "blur_sigma2",
+        "betag_range2", "betap_range2", "sinc_prob2", "resize_prob2", "resize_range2", "gaussian_noise_prob2",
+        "noise_range2", "poisson_scale_range2", "gray_noise_prob2", "jpeg_range2", "final_sinc_prob",
+    ),
+}  # fmt: skip
+_REALESRGAN_KERNELS = {
+    "iso": 0.45, "aniso": 0.25, "generalized_iso": 0.12, "generalized_aniso": 0.03, "plateau_iso": 0.12,
+    "plateau_aniso": 0.03,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """How training LR inputs are made from HR crops: clean bicubic (the benchmarks' LR) or realistic damage.
+
+    Keys are named as in Real-ESRGAN's training options (`train_realesrnet_x4plus.yml`) and default to
+    its published values, so `{"preset": "realesrgan"}` is Real-ESRGAN's degradation model; the second
+    round's keys end in 2. Applied per image, on the training device, seeded by iteration (exact resume).
+    """
+
+    preset: Literal["bicubic", "jpeg", "noise_jpeg", "realesrgan"] = option(
+        "bicubic",
+        "'bicubic': MATLAB-bicubic LR, as the benchmarks make it; 'jpeg': that LR JPEG-compressed at a quality "
+        "drawn from jpeg_range; 'noise_jpeg': Gaussian or Poisson noise (the round-1 noise keys), then JPEG; "
+        "'realesrgan': Real-ESRGAN's two rounds of blur, resize, noise and JPEG, then the final sinc filter",
+    )
+    mix: dict[str, float] = option(
+        {}, "Preset name -> probability: each training item draws its own preset from this table, e.g. "
+        "{\"realesrgan\": 0.5, \"noise_jpeg\": 0.3, \"bicubic\": 0.2} (clean items keep a model good on clean "
+        "inputs); empty: every item uses preset",
+        ge=0,
+    )
+    gt_usm: bool | None = option(
+        None, "Train toward an unsharp-masked HR target (Real-ESRGAN's gt_usm; the LR is degraded from it too); "
+        "null: true for 'realesrgan' (as published), false otherwise",
+    )
+    blur_kernel_size: tuple[int, int] = option(
+        (7, 21), "Odd blur and sinc kernel sizes are drawn from this inclusive range", ge=3, le=41
+    )
+    kernel_prob: dict[str, float] = option(_REALESRGAN_KERNELS, "Round 1: " + _KERNELS, ge=0)
+    blur_sigma: tuple[float, float] = option((0.2, 3.0), "Round 1: blur sigma range (pixels)", gt=0)
+    betag_range: tuple[float, float] = option((0.5, 4.0), "Round 1: generalized Gaussian shape range", gt=0)
+    betap_range: tuple[float, float] = option((1.0, 2.0), "Round 1: plateau shape range", gt=0)
+    sinc_prob: float = option(0.1, "Round 1: probability of a sinc kernel instead", ge=0, le=1)
+    resize_prob: dict[str, float] = option({"up": 0.2, "down": 0.7, "keep": 0.1}, "Round 1: " + _RESIZE, ge=0)
+    resize_range: tuple[float, float] = option((0.15, 1.5), "Round 1: resize factor range", gt=0)
+    resize_modes: tuple[Literal["area", "bilinear", "bicubic"], ...] = option(
+        ("area", "bilinear", "bicubic"), "Interpolation modes every resize draws from, with equal chance"
+    )
+    gaussian_noise_prob: float = option(0.5, "Round 1: probability of Gaussian noise (else Poisson)", ge=0, le=1)
+    noise_range: tuple[float, float] = option((1.0, 30.0), "Round 1: Gaussian noise sigma range (0-255 scale)", ge=0)
+    poisson_scale_range: tuple[float, float] = option((0.05, 3.0), "Round 1: Poisson noise scale range", ge=0)
+    gray_noise_prob: float = option(0.4, "Round 1: probability that the noise is the same on every channel", ge=0, le=1)
+    jpeg_range: tuple[int, int] = option((30, 95), "Round 1 (and the 'jpeg' presets): JPEG quality range", ge=1, le=100)
+    second_blur_prob: float = option(0.8, "Round 2: probability of a blur", ge=0, le=1)
+    kernel_prob2: dict[str, float] = option(_REALESRGAN_KERNELS, "Round 2: " + _KERNELS, ge=0)
+    blur_sigma2: tuple[float, float] = option((0.2, 1.5), "Round 2: blur sigma range (pixels)", gt=0)
+    betag_range2: tuple[float, float] = option((0.5, 4.0), "Round 2: generalized Gaussian shape range", gt=0)
+    betap_range2: tuple[float, float] = option((1.0, 2.0), "Round 2: plateau shape range", gt=0)
+    sinc_prob2: float = option(0.1, "Round 2: probability of a sinc kernel instead", ge=0, le=1)
+    resize_prob2: dict[str, float] = option({"up": 0.3, "down": 0.4, "keep": 0.3}, "Round 2: " + _RESIZE, ge=0)
+    resize_range2: tuple[float, float] = option((0.3, 1.2), "Round 2: resize factor range", gt=0)
+    gaussian_noise_prob2: float = option(0.5, "Round 2: probability of Gaussian noise (else Poisson)", ge=0, le=1)
+    noise_range2: tuple[float, float] = option((1.0, 25.0), "Round 2: Gaussian noise sigma range (0-255)", ge=0)
+    poisson_scale_range2: tuple[float, float] = option((0.05, 2.5), "Round 2: Poisson noise scale range", ge=0)
+    gray_noise_prob2: float = option(0.4, "Round 2: probability of the same noise on every channel", ge=0, le=1)
+    jpeg_range2: tuple[int, int] = option((30, 95), "Round 2: JPEG quality range", ge=1, le=100)
+    final_sinc_prob: float = option(0.8, "Probability of the sinc filter after the final resize", ge=0, le=1)
+
+    @property
+    def presets(self) -> dict[str, float]:
+        """Preset name -> probability of an item taking it (`mix`, or `preset` alone)."""
+        return dict(self.mix) or {self.preset: 1.0}
+
+    @property
+    def usm_target(self) -> bool:
+        """Whether the target (and the source of the LR) is the unsharp-masked HR crop."""
+        return "realesrgan" in self.presets if self.gt_usm is None else self.gt_usm
+
+    def problems(self) -> Problems:
+        from torch_sr.data.blur_kernels import KERNEL_TYPES
+
+        if self.mix and self.preset != "bicubic":
+            yield "mix", f"give preset ({self.preset!r}) or mix, not both"
+        for name in self.mix:
+            if name not in DEGRADATION_KEYS:
+                yield f"mix/{name}", f"unknown preset; valid: {', '.join(DEGRADATION_KEYS)}"
+        if self.mix and not sum(self.mix.values()):
+            yield "mix", "the probabilities sum to 0: give at least one preset a positive weight"
+        used = {key for name in self.presets for key in DEGRADATION_KEYS.get(name, ())}
+        for f in config_fields(type(self)):
+            if f.name not in ("preset", "mix") and f.name not in used and getattr(self, f.name) != default_value(
+                type(self), f.name
+            ):
+                users = [p for p, keys in DEGRADATION_KEYS.items() if f.name in keys]
+                yield f.name, f"no preset in use reads it (presets that do: {', '.join(users)})"
+        for key in ("kernel_prob", "kernel_prob2", "resize_prob", "resize_prob2"):
+            valid = KERNEL_TYPES if key.startswith("kernel") else ("up", "down", "keep")
+            table = getattr(self, key)
+            for name in table:
+                if name not in valid:
+                    close = difflib.get_close_matches(name, valid, n=1)
+                    yield f"{key}/{name}", f"unknown; {'did you mean ' + repr(close[0]) + '?' if close else 'valid: ' + ', '.join(valid)}"
+            if not sum(table.values()):
+                yield key, "the probabilities sum to 0: give at least one a positive weight"
+        for f in config_fields(type(self)):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple) and len(value) == 2 and not isinstance(value[0], str) and value[0] > value[1]:
+                yield f.name, f"{list(value)} is not a [low, high] range: low must not exceed high"
+        if not self.resize_modes:
+            yield "resize_modes", "name at least one mode"
+        if self.blur_kernel_size[0] == self.blur_kernel_size[1] and self.blur_kernel_size[0] % 2 == 0:
+            yield "blur_kernel_size", f"{list(self.blur_kernel_size)} holds no odd size"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     num_workers: int | None = option(
@@ -435,6 +562,9 @@ class TrainConfig:
     content_loss: ContentLossConfig = section(ContentLossConfig, "Pixel-space loss")
     perceptual_loss: PerceptualLossConfig = section(PerceptualLossConfig, "Feature-space (VGG or ResNet-18) loss")
     adversarial_loss: AdversarialLossConfig = section(AdversarialLossConfig, "GAN loss of stage 2")
+    degradation: DegradationConfig = section(
+        DegradationConfig, "How training LR inputs are made: clean bicubic (default) or realistic degradations"
+    )
     data: DataConfig = section(DataConfig, "Data loading")
     logging: LoggingConfig = section(LoggingConfig, "Logs, TensorBoard and Weights & Biases")
     source: str = field(default="", compare=False, metadata={"internal": True})  # the file it came from

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from torch_sr.data.augment import HardTransform, SpatialTransform
+from torch_sr.data.degradation_specs import EvalDegradation
 from torch_sr.data.degradations import gaussian_blur, modcrop
 from torch_sr.data.image_files import image_info, list_images
 from torch_sr.data.image_store import ImageStore
@@ -182,6 +183,9 @@ class SRTrainDataset(Dataset):
 class SREvalDataset(Dataset):
     """Benchmark pairs: HR modcropped to the scale, LR = MATLAB imresize(HR, 1/scale) as uint8.
 
+    With `degradation` (a parsed `test.py --degrade` spec) the LR is degraded as it says, the same way on
+    every run (seeded by image name), so restoration of compressed or noisy inputs is scored repeatably.
+
     Items: `lr`, `hr` (float [0, 1], `img_channels` channels), `name` (file stem) and `gray` (the
     file is grayscale; the metrics then score it on its gray values, as the published tables do).
     """
@@ -194,11 +198,15 @@ class SREvalDataset(Dataset):
         img_channels: int = 3,
         blur_sigma: float | None = None,
         cache: bool | None = None,
+        degradation: EvalDegradation | None = None,
     ):
         if scale < 1:
             raise ConfigError(f"scale must be at least 1, got {scale}")
+        if degradation is not None and blur_sigma:
+            raise ConfigError("give blur_sigma or a degradation (which may blur), not both")
         self.scale = scale
         self.blur_sigma = blur_sigma
+        self.degradation = degradation
         self.img_channels = img_channels
         self.store = _open_store(paths, img_channels, cache)
         for path, (h, w) in zip(self.store.paths, self.store.sizes):
@@ -210,8 +218,12 @@ class SREvalDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         hr = _channels(modcrop(self.store[i], self.scale), self.img_channels)
-        lr = make_lr(hr, self.scale, self.blur_sigma)
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.store.paths[i].stem, "gray": self.store.gray[i]}
+        name = self.store.paths[i].stem
+        if self.degradation is not None:
+            lr = self.degradation.apply(hr, self.scale, name)
+        else:
+            lr = make_lr(hr, self.scale, self.blur_sigma)
+        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": name, "gray": self.store.gray[i]}
 
 
 def _pair_paths(lr_dir: Path, hr_dir: Path, scale: int) -> tuple[list[Path], list[Path]]:

@@ -1,6 +1,7 @@
 """The training loop: one mini-batch per pass, for the PSNR stage and the GAN stage alike.
 
 Per iteration:
+0. with a `degradation` other than clean bicubic, the batch's LR inputs are degraded on the device;
 1. the generator upscales the LR batch; its loss terms are weighted and summed (stage 2 adds the
    adversarial term, judged by the discriminator with its parameters frozen) and back-propagated;
 2. stage 2: the discriminator's loss on the HR batch and the detached outputs (three
@@ -21,10 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_sr.data.realistic_degradations import build_degradation
 from torch_sr.losses.total import total_loss
 from torch_sr.training.data import NumberedSamples, build_train_loader, loader_workers
 from torch_sr.training.distributed import without_ddp
 from torch_sr.training.logging import progress_bar
+from torch_sr.training.rng import derive_seed
 from torch_sr.training.objective import Objective
 from torch_sr.training.session import Session
 from torch_sr.training.state import TrainState
@@ -57,6 +60,7 @@ def train_stage(
     adversarial = objective.adversarial
     opt, scaler = state.optimizers, state.scalers
     params = {name: [p for p in net.parameters() if p.requires_grad] for name, net in state.networks().items()}
+    degrade = build_degradation(cfg.degradation, state.stage.config.scale_factor)
     workers = loader_workers(cfg.data.num_workers, device)
     loader = build_train_loader(
         train_set, state.batch_size, state.iteration, state.total_iterations, workers, ctx.rank, ctx.world_size,
@@ -76,6 +80,11 @@ def train_stage(
             batch = _next_batch(batches, session, state)
             lr = batch["lr"].to(device, non_blocking=True, memory_format=session.memory_format)
             hr = batch["hr"].to(device, non_blocking=True, memory_format=session.memory_format)
+            if degrade is not None:  # realistic LR (and maybe a sharpened target), drawn from the iteration's seed
+                seed = derive_seed(state.data_seed, "degradation", state.iteration, ctx.rank)
+                lr, hr = degrade(hr, lr, torch.Generator().manual_seed(seed))
+                lr = lr.contiguous(memory_format=session.memory_format)
+                hr = hr.contiguous(memory_format=session.memory_format)
 
             # generator: loss terms and gradients (the discriminator judges without learning)
             with session.autocast():
