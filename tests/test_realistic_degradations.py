@@ -213,10 +213,11 @@ def test_training_feeds_the_generator_the_degraded_batches(tmp_path, monkeypatch
     from torch_sr.archs.rrdbnet import RRDBNet
     from torch_sr.cli.train import main
 
-    degraded, inputs = [], []
+    degraded, inputs, seeds = [], [], []
     call, forward = Degradation.__call__, RRDBNet.forward
 
     def spy_call(self, hr, lr, gen):
+        seeds.append(gen.initial_seed())
         out = call(self, hr, lr, gen)
         degraded.append(out[0].clone())
         return out
@@ -231,6 +232,6 @@ def test_training_feeds_the_generator_the_degraded_batches(tmp_path, monkeypatch
     cfg = tiny_config(train, val, training={"enabled": False}, pretraining={"num_iterations": 3, "val_interval": 10},
                       degradation={"preset": "jpeg", "jpeg_range": [5, 5]}, logging={"dir": str(tmp_path / "runs")})  # fmt: skip
     assert main([str(write_config(tmp_path / "c.json", cfg)), "--output-dir", str(tmp_path / "out"), "--device", "cpu"]) == 0
-    assert len(degraded) == 3
+    assert len(degraded) == 3 and len(set(seeds)) == 3  # a fresh draw each iteration
     for batch in degraded:
         assert any(x.shape == batch.shape and torch.equal(x, batch) for x in inputs)
