@@ -31,6 +31,7 @@ setup(
             "torch-sr-test=torch_sr.cli.test:main",
             "torch-sr-inference=torch_sr.cli.inference:main",
             "torch-sr-net-interpolation=torch_sr.cli.net_interpolation:main",
+            "torch-sr-reproduce=torch_sr.cli.reproduce:main",
         ]
     },
 )

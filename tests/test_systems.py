@@ -51,23 +51,13 @@ SYSTEMS: dict[str, dict[str, Any]] = {
         "discriminator": {"vgg_blk_ch": [8, 8, 16], "fc_features": [8], "input_size": IMAGE},
     },
 }
-# Configs that are not a system of their own (the original ESRGAN runs, the default model, the smoke run).
+# Configs that are not a system of their own (the original ESRGAN runs, the smoke run). The shipped models'
+# stages are in configs/recipes/ (tests/test_shipped_weights.py, tests/test_reproduce.py).
 NOT_SYSTEMS = {
     "128_cr_23_rrdb_div2k.json",
     "p192_cr_23_rrdb_div2k.json",
     "p192_t128_cr_16_rrdb_div2k+bsds500.json",
     "p192_t128_cr_23_rrdb_div2k+bsds500.json",
-    "default_x4_srvgg64x16_t91+bsds200.json",  # the shipped weights' configs: tests/test_shipped_weights.py
-    "default_x4_srvgg64x16_t91+bsds200_restart.json",
-    "default_x4_srvgg64x16_t91+bsds200_patch256.json",
-    "default_x4_srvgg64x24_t91+bsds200_deepened.json",
-    "default_x4_srvgg64x24_t91+bsds200_luma.json",
-    "default_x4_srvgg64x32_t91+bsds200_luma.json",
-    "default_x4_srvgg64x40_t91+bsds200_luma.json",
-    "default_x2_srvgg64x16_t91+bsds200.json",
-    "default_x2_srvgg64x16_t91+bsds200_restart.json",
-    "default_x2_srvgg64x16_t91+bsds200_luma.json",
-    "gan_x4_srvgg64x16_t91+bsds200.json",
     "smoke_cpu.json",
 }
 ITERATIONS = 8

@@ -1,0 +1,77 @@
+"""torch-sr-reproduce: every shipped model's recipe is complete and chained; a small recipe runs end to end."""
+import json
+from pathlib import Path
+
+import pytest
+
+from torch_sr import weights
+from torch_sr.checkpoint.model_file import load_model
+from torch_sr.cli.reproduce import TOOLS, load_recipe, main
+from torch_sr.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def at_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+@pytest.mark.parametrize("name", sorted(weights.MODELS))
+def test_each_shipped_model_has_a_chained_recipe(at_repo, name, capsys):
+    steps = load_recipe(name)
+    produced = set()
+    for step in steps:
+        tool, args = step[0], step[1:]
+        if tool == "train":
+            cfg = load_config(args[0])  # exists and validates
+            init = cfg.init_weights
+            assert init is None or init in produced or init.startswith("torch_sr/weights/"), (name, args[0], init)
+            produced.add(args[args.index("--output-dir") + 1])
+        elif tool in ("deepen", "export"):
+            assert any(args[0].startswith(p) for p in produced), (name, step)  # reads what an earlier step wrote
+            produced.add(args[1])
+    assert f"saved_models/{name}.pth" in produced and steps[-1][0] == "test"
+    assert main([name, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == len(steps) and f"[{len(steps)}/{len(steps)}] python test.py saved_models/{name}.pth" in out
+
+
+def test_a_recipe_runs_end_to_end_and_a_second_run_keeps_everything(tmp_path, monkeypatch, capsys):
+    from trainer_fixtures import make_images, write_config
+
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "train", 4, (32, 32))
+    make_images(tmp_path / "val", 1, (32, 32), seed=1)
+    stage = {"num_iterations": 2, "cr_patch_size": [16, 16], "scheduler": "constant", "train_datasets": ["train"],
+             "val_datasets": ["val"], "val_interval": 2, "hard_transforms": False, "ema_decay": 0.9}  # fmt: skip
+    base = {"scale_factor": 4, "batch_size": 2, "training": {"enabled": False}, "data": {"num_workers": 0},
+            "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 2}, "logging": {"tensorboard": False}}  # fmt: skip
+    write_config(tmp_path / "a.json", {**base, "pretraining": stage})
+    write_config(tmp_path / "b.json", {**base, "init_weights": "saved_models/deep.pth",
+                                       "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 4}, "pretraining": stage})  # fmt: skip
+    recipe = {"steps": [
+        ["train", "a.json", "--output-dir", "saved_models/a"],
+        ["deepen", "saved_models/a/*_final_model.pth", "saved_models/deep.pth", "--every", "1"],
+        ["train", "b.json", "--output-dir", "saved_models/b"],
+        ["export", "saved_models/b/*_final_model.pth", "saved_models/tiny.pth", "--raw"],
+        ["test", "saved_models/tiny.pth", "-d", "val"],
+    ]}  # fmt: skip
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    assert main(["recipe.json"]) == 0
+    assert load_model(tmp_path / "saved_models" / "tiny.pth").hparams["num_conv"] == 4
+    first = capsys.readouterr().out
+    assert "PSNR" in first  # the test step's table
+    stamp = (tmp_path / "saved_models" / "tiny.pth").stat().st_mtime_ns
+    assert main(["recipe.json"]) == 0  # again: nothing retrained or rewritten
+    again = capsys.readouterr().out
+    assert again.count("exists: kept") == 2 and (tmp_path / "saved_models" / "tiny.pth").stat().st_mtime_ns == stamp
+
+
+def test_bad_recipes_are_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["nonexistent_model"]) == 2
+    assert "configs/recipes" in capsys.readouterr().err
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train"], ["fly", "x"]]}))
+    assert main(["r.json"]) == 2
+    assert "step 2" in capsys.readouterr().err and ", ".join(TOOLS) in "train, deepen, export, test"

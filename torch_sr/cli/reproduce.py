@@ -1,0 +1,114 @@
+"""`torch-sr-reproduce MODEL`: rebuild a shipped model from scratch by its recipe (train each stage, deepen, export).
+
+A recipe (`configs/recipes/<model>/recipe.json`) lists the steps as the command lines of this
+library's tools (`train`, `deepen`, `export`, `test`); globs (`saved_models/x4_stage1/*_final_model.pth`)
+are expanded when the step runs, once the files exist. Running it again continues where it stopped:
+training steps resume from their newest checkpoint (a finished stage trains nothing; one stopped early
+by design with `--stop-after` is kept once it has a checkpoint), and a deepen or export step whose
+output exists is kept. Run it from the repository root, where the configs and
+`../shared/data` are.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import shlex
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from torch_sr.cli.common import EXIT_OK, reports_errors
+from torch_sr.errors import TorchSRError
+
+RECIPES = Path("configs/recipes")
+# step name -> (how a user types it, the module whose `main(argv)` runs it)
+TOOLS: dict[str, tuple[str, str]] = {
+    "train": ("python train.py", "torch_sr.cli.train"),
+    "deepen": ("python -m torch_sr.archs.deepen", "torch_sr.archs.deepen"),
+    "export": ("python -m torch_sr.weights.export", "torch_sr.weights.export"),
+    "test": ("python test.py", "torch_sr.cli.test"),
+}
+WRITES = ("deepen", "export")  # steps whose second argument is the file they write
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="torch-sr-reproduce",
+        description="Reproduce a shipped model from scratch: run its recipe's training stages, deepening and export "
+        "steps in order (from the repository root). Running it again continues where it stopped.",
+        epilog="exit status: 0 done, 2 error (a message says which step and why)",
+    )
+    p.add_argument("recipe", metavar="MODEL", help="a shipped model's name (its configs/recipes/MODEL/recipe.json) or a recipe file")
+    p.add_argument("--dry-run", action="store_true", help="print the steps as shell commands, run nothing")
+    return p
+
+
+def load_recipe(spec: str) -> list[list[str]]:
+    """The steps of a recipe named by model or path; a TorchSRError naming the file and the bad step otherwise."""
+    path = Path(spec) if spec.endswith(".json") else RECIPES / spec / "recipe.json"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in RECIPES.glob("*/recipe.json"))
+        hint = f"recipes here: {', '.join(known)}" if known else f"run it from the repository root (no {RECIPES}/ here)"
+        raise TorchSRError(f"no recipe {path}; {hint}")
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8"))["steps"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise TorchSRError(f"{path}: not a recipe ({e}); expected {{\"steps\": [[tool, args...], ...]}}") from None
+    for k, step in enumerate(steps):
+        if not (isinstance(step, list) and step and all(isinstance(a, str) for a in step) and step[0] in TOOLS):
+            raise TorchSRError(f"{path}: step {k + 1} {step!r} is not [tool, args...] with tool one of {', '.join(TOOLS)}")
+    return steps
+
+
+def shell_line(step: Sequence[str]) -> str:
+    return " ".join([TOOLS[step[0]][0], *(shlex.quote(a) if "*" not in a else a for a in step[1:])])
+
+
+def expand(arg: str) -> str:
+    """A glob argument as the one file it matches (the newest when a run left several)."""
+    if "*" not in arg:
+        return arg
+    matches = sorted(glob.glob(arg), key=lambda p: Path(p).stat().st_mtime)
+    if not matches:
+        raise TorchSRError(f"{arg} matches no file: did the step that writes it finish?")
+    return matches[-1]
+
+
+def _has_checkpoint(train_args: list[str]) -> bool:
+    out = Path(train_args[train_args.index("--output-dir") + 1]) if "--output-dir" in train_args else Path("saved_models")
+    return any(out.glob("*_checkpoint.pth"))
+
+
+def _tool(name: str) -> Callable[[list[str]], int]:
+    import importlib
+
+    return importlib.import_module(TOOLS[name][1]).main
+
+
+@reports_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    steps = load_recipe(args.recipe)
+    for k, step in enumerate(steps, 1):
+        print(f"[{k}/{len(steps)}] {shell_line(step)}", flush=True)
+        if args.dry_run:
+            continue
+        tool, rest = step[0], [expand(a) for a in step[1:]]
+        if tool in WRITES and Path(rest[1]).exists():
+            print(f"  {rest[1]} exists: kept", flush=True)
+            continue
+        if tool == "train":
+            if "--stop-after" in rest and _has_checkpoint(rest):
+                print("  stopped early by design, and its checkpoint exists: kept", flush=True)
+                continue
+            rest.append("--resume")  # a new run when the output dir has no checkpoint
+        status = _tool(tool)(rest)
+        if status != EXIT_OK:
+            raise TorchSRError(f"step {k} ({shell_line(step)}) exited with status {status}; fix it and run this again")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
