@@ -55,7 +55,7 @@ def frame_image(k: int, w: int = W, h: int = H, noise: int = 0) -> np.ndarray:
 
 
 def make_clip(path: Path, *, rate=NTSC, pts_ms=None, audio="aac", frames=FRAMES, size=(W, H), pix_fmt="yuv420p",
-              seconds=0.5, noise=0) -> Path:
+              seconds=0.5, noise=0, layout="stereo") -> Path:
     """A short clip written with PyAV: numbered frames and a 440 Hz stereo tone."""
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=rate)
@@ -66,7 +66,7 @@ def make_clip(path: Path, *, rate=NTSC, pts_ms=None, audio="aac", frames=FRAMES,
         a = None
         if audio:
             a = c.add_stream(audio, rate=48000)
-            a.layout = "stereo"
+            a.layout = layout
         for k in range(frames):
             f = av.VideoFrame.from_ndarray(frame_image(k, *size, noise=noise), format="rgb24")
             f.pts, f.time_base = (pts_ms[k], Fraction(1, 1000)) if pts_ms is not None else (k, 1 / Fraction(rate))
@@ -145,11 +145,19 @@ def test_variable_frame_rate_and_audio_the_container_cannot_hold(tmp_path, model
     check_numbered_frames(decoded_frames(out))
     codec, rate, samples = audio_info(out)
     assert (codec, rate) == ("aac", 48000) and abs(samples - 24000) <= 1024  # AAC pads its last frame
-    assert "(pcm_s16le) re-encoded as AAC: the mp4 container does not take it" in capsys.readouterr().err
+    assert "(pcm_s16le) re-encoded as AAC: few mp4 players play PCM" in capsys.readouterr().err
     # Matroska holds PCM: copied as it is.
     assert run(["-m", model_path, "--video-format", "mkv", clip]) == EXIT_OK
     assert audio_info(tmp_path / "vfr_sr.mkv") == audio_info(clip) == ("pcm_s16le", 48000, 24000)
     assert frame_times(tmp_path / "vfr_sr.mkv") == [t / 1000 for t in VFR_MS]
+
+
+def test_mono_pcm_into_mp4_is_re_encoded_as_aac(tmp_path, model_path, capsys):
+    # FFmpeg would mux mono PCM into mp4 as 'ipcm', which few players play.
+    clip = make_clip(tmp_path / "mono.mkv", audio="pcm_s16le", layout="mono")
+    assert run(["-m", model_path, "-o", tmp_path / "out", clip]) == EXIT_OK
+    assert audio_info(tmp_path / "out" / "mono_sr.mp4")[0] == "aac"
+    assert "(pcm_s16le) re-encoded as AAC" in capsys.readouterr().err
 
 
 def test_frames_dir_writes_numbered_pngs(tmp_path, model_path, capsys):

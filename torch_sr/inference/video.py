@@ -240,14 +240,14 @@ def _audio_plan(src: Path, inp, fmt: str, notes: list[str]) -> dict[int, bool]:
     plan = {}
     for stream in inp.streams.audio:
         codec = stream.codec_context.codec.canonical_name  # "mp3", not the decoder's "mp3float"
-        plan[stream.index] = _can_copy(src, stream.index, fmt)
+        # FFmpeg muxes some PCM into mp4 (as 'ipcm'), but few players play it: AAC is what mp4 players expect.
+        pcm_in_mp4 = fmt == "mp4" and codec.startswith("pcm_")
+        plan[stream.index] = not pcm_in_mp4 and _can_copy(src, stream.index, fmt)
         if plan[stream.index]:
             notes.append(f"audio stream {stream.index} ({codec}) copied without re-encoding")
         else:
-            notes.append(
-                f"audio stream {stream.index} ({codec}) re-encoded as AAC: "
-                f"the {fmt} container does not take it as it is"
-            )
+            why = "few mp4 players play PCM" if pcm_in_mp4 else f"the {fmt} container does not take it as it is"
+            notes.append(f"audio stream {stream.index} ({codec}) re-encoded as AAC: {why}")
     return plan
 
 
