@@ -237,3 +237,16 @@ def test_perceptual_loss_from_config_builds_only_the_needed_layers():
     assert loss.extractor.names[-1] == "relu2_1" and len(loss.extractor.features) == 7
     assert isinstance(loss.criterion, torch.nn.MSELoss)
     assert loss(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)).item() > 0
+
+
+def test_every_loss_weight_key_belongs_to_one_registered_term():
+    """A weight key the registry does not know would be validated and then silently never trained."""
+    import dataclasses
+
+    from torch_sr.config.schema import PretrainingConfig, TrainingConfig
+    from torch_sr.losses.registry import LOSS_TERMS
+
+    for kind, cls in (("pretraining", PretrainingConfig), ("training", TrainingConfig)):
+        keys = {f.name for f in dataclasses.fields(cls) if f.name.endswith("loss_scaling")}
+        claimed = [t.weight_keys[kind] for t in LOSS_TERMS.values() if kind in t.weight_keys]
+        assert sorted(claimed) == sorted(keys), kind

@@ -197,12 +197,10 @@ class PretrainingConfig:
 
     @property
     def loss_weights(self) -> dict[str, float]:
-        """Weight of each generator loss term (see `torch_sr.losses.total.total_loss`)."""
-        return {
-            "content": self.content_loss_scaling,
-            "perceptual": self.perceptual_loss_scaling,
-            "tv": self.tv_loss_scaling,
-        }
+        """Weight of each generator loss term this stage can weight (`torch_sr.losses.registry`)."""
+        from torch_sr.losses.registry import stage_loss_weights
+
+        return stage_loss_weights(self, "pretraining")
 
 
 @dataclass(frozen=True)
@@ -292,13 +290,9 @@ class TrainingConfig:
     @property
     def loss_weights(self) -> dict[str, float]:
         """Weight of each generator loss term; ESRGAN: percep + 5e-3 adversarial + 1e-2 content."""
-        return {
-            "content": self.g_content_loss_scaling,
-            "perceptual": self.g_perceptual_loss_scaling,
-            "adversarial": self.g_adversarial_loss_scaling,
-            "tv": self.g_tv_loss_scaling,
-            "checkerboard": self.g_checkerboard_loss_scaling,
-        }
+        from torch_sr.losses.registry import stage_loss_weights
+
+        return stage_loss_weights(self, "training")
 
 
 @dataclass(frozen=True)

@@ -148,8 +148,8 @@ def prepare_stage(
         discriminator = seeded(network_seed(cfg, "discriminator", stage), lambda: build_discriminator_from_config(cfg))
         discriminator.to(device, memory_format=session.memory_format)
     objective = seeded(network_seed(cfg, "loss", stage), lambda: Objective(cfg, section, stage.adversarial, device))
-    if objective.perceptual is not None:
-        objective.perceptual.to(memory_format=session.memory_format)
+    for module in objective.modules():
+        module.to(memory_format=session.memory_format)
     ema = ModelEMA(generator, section.ema_decay) if section.ema_decay is not None else None
     nets = {"generator": generator, "discriminator": discriminator}
     optimizers, schedulers, scalers = build_optimizers(nets, section, total, session.scaler_enabled, device.type)
