@@ -11,7 +11,8 @@ WORKER = Path(__file__).resolve().parent / "trainer_ddp_worker.py"
 
 def test_torchrun_ranks_end_identical_and_only_rank_0_writes(tmp_path):
     train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
-    cfg = tiny_config(train, val, logging={"dir": str(tmp_path / "runs"), "tensorboard": True})
+    cfg = tiny_config(train, val, logging={"dir": str(tmp_path / "runs"), "tensorboard": True},
+                      distributed={"sync_batch_norm": True, "timeout_minutes": 5})
     path = write_config(tmp_path / "ddp.json", cfg)
     out = tmp_path / "out"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -33,3 +34,5 @@ def test_torchrun_ranks_end_identical_and_only_rank_0_writes(tmp_path):
     assert len(list((tmp_path / "runs" / "ddp").glob("events.out.tfevents.*"))) == 1
     log = (tmp_path / "runs" / "ddp" / "train.log").read_text()
     assert log.count("PSNR 4/4 epoch") == 1 and "2 process(es) on cpu" in log
+    # the config's sync_batch_norm reached the discriminator (which has batch norm); gloo on the CPU cannot sync it
+    assert "sync_batch_norm needs CUDA" in done.stderr

@@ -1,9 +1,14 @@
-"""Device choice shared by the library (`Upscaler`) and the command-line tools."""
+"""Device choice shared by the library (`Upscaler`) and the command-line tools, and the CUDA settings of a run."""
 from __future__ import annotations
+
+import os
 
 import torch
 
 from torch_sr.errors import TorchSRError
+
+# cuBLAS needs a fixed workspace to give the same results run after run (CUDA's "Results reproducibility").
+CUBLAS_DETERMINISTIC_WORKSPACE = ":4096:8"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -19,3 +24,31 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise TorchSRError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
     return device
+
+
+def make_current(device: torch.device) -> None:
+    """Make an indexed CUDA device (`cuda:1`) the current one.
+
+    Otherwise whatever uses the current device (pinned host memory, library handles) also creates a
+    CUDA context, and spends memory, on `cuda:0`, which may be another user's GPU.
+    """
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+
+
+def configure_cuda(deterministic: bool) -> None:
+    """cuDNN and TF32 settings of a training run on CUDA: fast by default, reproducible if asked.
+
+    Fast: cuDNN benchmarks its algorithms per shape (and may pick a non-deterministic one) and
+    convolutions use TF32 on GPUs that have it. Deterministic: no benchmarking, deterministic
+    algorithms (`torch.use_deterministic_algorithms`, warning for an operation that has none),
+    full float32 convolutions and matrix products, and cuBLAS's fixed workspace (set here unless
+    `CUBLAS_WORKSPACE_CONFIG` is already set; it must be set before cuBLAS starts).
+    """
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC_WORKSPACE)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-data-parallel", action="store_true", help="use one GPU even when several are visible")
     p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="CUDA: deterministic cuDNN/cuBLAS algorithms and no TF32, so that a run repeats bit for bit on the "
+        "same GPU and software (slower; runs on the CPU always repeat)",
+    )
+    p.add_argument(
         "-i",
         "--checkpoint-interval",
         type=_positive,
@@ -135,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         autocast=args.autocast,
         amp_dtype=args.amp_dtype,
         data_parallel=not args.no_data_parallel,
+        deterministic=args.deterministic,
         run_name=args.run_name,
         data_root=args.data_root,
         download=not args.no_download,

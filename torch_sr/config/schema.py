@@ -531,6 +531,22 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    sync_batch_norm: bool = option(
+        False,
+        "Under torchrun (DDP) on CUDA, compute batch-norm statistics over the global mini-batch (SyncBatchNorm) "
+        "instead of each process's share of it, so that a network with batch norm (SRResNet, the VGG and SRGAN "
+        "discriminators) trains as on one device; costs a synchronisation per batch-norm layer",
+    )
+    timeout_minutes: float = option(
+        60.0,
+        "Under torchrun, how long a process waits in a collective operation before the run fails: the other "
+        "processes wait while rank 0 validates, so it must outlast a validation (NCCL's own default is 10)",
+        ge=1, le=24 * 60,
+    )
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """A whole training run: both stages, both networks, the losses, data and logging."""
 
@@ -560,6 +576,14 @@ class TrainConfig:
         DegradationConfig, "How training LR inputs are made: clean bicubic (default) or realistic degradations"
     )
     data: DataConfig = section(DataConfig, "Data loading")
+    distributed: DistributedConfig = section(DistributedConfig, "Several processes under torchrun")
+    val_loss_tile: int | None = option(
+        1024,
+        "Validation computes its image losses (content, perceptual, TV, checkerboard) on tiles of at most this "
+        "many HR pixels a side, averaged by area, so that their memory (the perceptual network's, on the training "
+        "device) does not grow with the validation images; null: whole images",
+        ge=64,
+    )
     logging: LoggingConfig = section(LoggingConfig, "Logs, TensorBoard and Weights & Biases")
     source: str = field(default="", compare=False, metadata={"internal": True})  # the file it came from
 

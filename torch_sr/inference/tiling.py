@@ -11,8 +11,11 @@ grow with the image size.
 """
 from __future__ import annotations
 
+import functools
+import gc
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +33,12 @@ MAX_TILE_BATCH = 8
 # the CPU busy; larger calls are no faster and would make peak memory grow with the image.
 MAX_CALL_PIXELS = 512 * 512
 ACTIVATION_SAFETY = 3  # peak memory / largest (inputs + output) of one layer, with headroom
+MEASURED_SAFETY = 1.25  # headroom over a measured (CUDA) per-pixel slope
+PROBE_SIDE = {"cuda": 64, "cpu": 32}  # input side of the memory probe (CUDA measures it and twice it)
+
+# cuDNN/cuBLAS allocation failures ("CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED") and
+# CUDA's own ("CUDA error: out of memory") arrive as plain RuntimeErrors.
+OUT_OF_MEMORY_MESSAGE = re.compile(r"out of memory|STATUS_ALLOC_FAILED|failed to allocate", re.IGNORECASE)
 
 INT_PEAKS = {torch.uint8: 255, torch.uint16: 65535}
 
@@ -222,6 +231,28 @@ class _Assembly:
             self.out[:, :, y0:y1, x0:x1] = quantize(values, self.dtype)
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error means the device ran out of memory.
+
+    CUDA's allocator raises `torch.OutOfMemoryError`; cuDNN and cuBLAS failing to allocate their
+    workspaces or handles arrive as a plain `RuntimeError` that only says so in its message.
+    """
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and OUT_OF_MEMORY_MESSAGE.search(str(error)) is not None
+    )
+
+
+def release_memory(device: torch.device) -> None:
+    """Free what a failed attempt left: unreachable tensors, then (CUDA) the allocator's cached blocks.
+
+    Call it outside the `except` block: while the exception is handled, its traceback keeps the
+    failed attempt's tensors alive.
+    """
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def available_memory(device: torch.device) -> int:
     """Bytes free for tensors: CUDA free memory (plus PyTorch's unused cache), else free RAM."""
     if device.type == "cuda":
@@ -247,22 +278,23 @@ def memory_budget(device: torch.device, reserved: int = 0) -> float:
     return max(free * MEMORY_FRACTION["cpu"] - reserved, free * 0.1)
 
 
-def activation_bytes_per_pixel(model: nn.Module, in_channels: int, device: torch.device, align: int = 1) -> float:
-    """Estimate the peak memory per input pixel of one forward pass, from a small probe image.
+def activation_bytes_per_pixel(
+    model: nn.Module, in_channels: int, device: torch.device, align: int = 1, dtype: torch.dtype | None = None
+) -> float:
+    """Estimate the memory per input pixel of one forward pass in autocast `dtype` (None: float32).
 
-    On CUDA the allocator's peak is measured. Elsewhere forward hooks record the largest inputs +
-    output of any layer (with autograd on, so that no fused inference path skips the layers); the
-    peak of a feed-forward network is a small multiple of that.
+    On CUDA the allocator's peak is measured at two probe sizes and the slope taken
+    (`measured_bytes_per_pixel`), which leaves out what does not grow with the tile (cuDNN
+    workspaces, library handles). Elsewhere forward hooks record the largest inputs + output of any
+    layer (with autograd on, so that no fused inference path skips the layers); the peak of a
+    feed-forward network is a small multiple of that. Either way the probe runs in the precision
+    the tiles will run in: half precision needs about half the memory.
     """
-    side = math.ceil((64 if device.type == "cuda" else 32) / align) * align
-    x = torch.zeros(1, in_channels, side, side, device=device)
+    side = math.ceil(PROBE_SIDE["cuda" if device.type == "cuda" else "cpu"] / align) * align
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        with torch.inference_mode():
-            model(x)
-        return ACTIVATION_SAFETY * (torch.cuda.max_memory_allocated(device) - base) / side**2
+        probe = functools.partial(_cuda_peak, model, in_channels, device, dtype)
+        return measured_bytes_per_pixel(probe, [side, 2 * side])
+    x = torch.zeros(1, in_channels, side, side, device=device)
     peak = 0
 
     def hook(_module: nn.Module, inputs: tuple, output: object) -> None:
@@ -272,12 +304,48 @@ def activation_bytes_per_pixel(model: nn.Module, in_channels: int, device: torch
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             model(x)
     finally:
         for handle in handles:
             handle.remove()
     return ACTIVATION_SAFETY * peak / side**2
+
+
+def measured_bytes_per_pixel(peak_bytes: Callable[[int], float], sides: list[int]) -> float:
+    """Memory per input pixel from the peaks `peak_bytes(side)` of square probes of two `sides`.
+
+    The slope between the two leaves out the fixed part of a peak; `MEASURED_SAFETY` covers the
+    allocator's rounding and fragmentation. Should the slope not be positive (a fixed part that
+    shrank), the larger probe's whole peak per pixel is used instead.
+    """
+    small, large = sides
+    p_small, p_large = peak_bytes(small), peak_bytes(large)
+    slope = (p_large - p_small) / (large**2 - small**2)
+    if slope <= 0:
+        slope = p_large / large**2
+    return MEASURED_SAFETY * slope
+
+
+def _cuda_peak(model: nn.Module, in_channels: int, device: torch.device, dtype: torch.dtype | None, side: int) -> int:
+    """Peak CUDA memory of one forward pass on a `side` x `side` input, its input included.
+
+    The pass runs once before it is measured, so that cuDNN's benchmarking (which tries
+    algorithms with large workspaces once per shape) is not what gets measured.
+    """
+
+    def run() -> None:
+        x = torch.zeros(1, in_channels, side, side, device=device)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            model(x)
+
+    run()
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    run()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
 
 
 def call_pixels(per_pixel: float, budget: float) -> float:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_sr.device import resolve_device
+from torch_sr.device import make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
 from torch_sr.inference.channels import fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
@@ -30,7 +30,8 @@ class Upscaler:
     a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
     `precision` "fp16"/"bf16" runs under autocast on CUDA; on the CPU it is ignored with a
     warning unless `force_autocast=True` (CPU autocast is slow; meant for tests and experiments).
-    A half-precision batch that comes out non-finite is recomputed in float32.
+    A half-precision batch that comes out non-finite is recomputed in float32. An indexed CUDA
+    device (`cuda:1`) becomes the current device (`torch_sr.device.make_current`).
     A model with a faster inference path (`RRDBNet.optimize_for_inference`) gets it switched on
     where it pays, on its own terms.
     """
@@ -48,6 +49,7 @@ class Upscaler:
         force_autocast: bool = False,
     ):
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        make_current(self.device)
         if precision not in PRECISIONS:
             raise TorchSRError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
@@ -115,25 +117,31 @@ class Upscaler:
         if tile == "auto":
             budget = tiling.memory_budget(self.device, reserved=out_bytes)
             tile = tiling.choose_tile(h, w, n, self._per_pixel(), budget, self.tile_overlap, self.size_multiple)
+        batching = True
         while True:
             try:
-                return self._run_tiles(lr, tile, alpha_value, out_dtype, channels_last, out_bytes)
-            except torch.OutOfMemoryError:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                smaller = max(self.size_multiple, (tile or max(h, w)) // 2)
-                if self.tile != "auto" or smaller < tiling.MIN_AUTO_TILE:
-                    raise TorchSRError(
-                        f"out of memory on {self.device} with tile {tile or 'none'}; use a smaller tile "
-                        "(--tile) or another device"
-                    ) from None
-                warnings.warn(f"out of memory with tile {tile or 'none'}; retrying with tile {smaller}", stacklevel=3)
-                tile = smaller
+                return self._run_tiles(lr, tile, alpha_value, out_dtype, channels_last, out_bytes, batching)
+            except RuntimeError as e:  # torch.OutOfMemoryError is one
+                if not tiling.is_out_of_memory(e):
+                    raise
+            # Out of memory. Here, past the `except`, the traceback and the tile tensors its frames
+            # held are gone, so the cached memory they used can be released before the retry. The
+            # memory estimate was wrong: the retry takes smaller tiles, one per call.
+            tiling.release_memory(self.device)
+            batching = False
+            smaller = max(self.size_multiple, (tile or max(h, w)) // 2)
+            if self.tile != "auto" or smaller < tiling.MIN_AUTO_TILE:
+                raise TorchSRError(
+                    f"out of memory on {self.device} with tile {tile or 'none'}; use a smaller tile "
+                    "(--tile) or another device"
+                )
+            warnings.warn(f"out of memory with tile {tile or 'none'}; retrying with tile {smaller}", stacklevel=3)
+            tile = smaller
 
-    def _run_tiles(self, lr, tile, alpha_value, out_dtype, channels_last, out_bytes) -> torch.Tensor:
+    def _run_tiles(self, lr, tile, alpha_value, out_dtype, channels_last, out_bytes, batching=True) -> torch.Tensor:
         n, _, h, w = lr.shape
         batch = 1
-        if tile is not None:
+        if tile is not None and batching:
             budget = tiling.memory_budget(self.device, reserved=out_bytes)
             batch = tiling.tiles_per_batch(tile, n, self._per_pixel(), budget)
         bar = None
@@ -165,7 +173,7 @@ class Upscaler:
     def _per_pixel(self) -> float:
         if self._bytes_per_pixel is None:
             self._bytes_per_pixel = tiling.activation_bytes_per_pixel(
-                self.model, self.model_channels, self.device, self.size_multiple
+                self.model, self.model_channels, self.device, self.size_multiple, self.autocast_dtype
             )
         return self._bytes_per_pixel
 

@@ -22,10 +22,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, C) channel correlations, divided by C*H*W so layers are comparable."""
+    """(N, C, H, W) -> (N, C, C) channel correlations, divided by C*H*W so layers are comparable.
+
+    Computed in float32 even under autocast: the sums over H*W positions, before the division,
+    exceed float16's range (65504) on large crops.
+    """
     n, c, h, w = features.shape
-    f = features.reshape(n, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
+    with torch.autocast(features.device.type, enabled=False):
+        f = features.reshape(n, c, h * w).float()
+        return f @ f.transpose(1, 2) / (c * h * w)
 
 
 class PerceptualLoss(nn.Module):

@@ -23,6 +23,7 @@ class Objective:
 
     def __init__(self, cfg: TrainConfig, section: object, adversarial: bool, device: torch.device):
         self.weights: dict[str, float] = dict(section.loss_weights)  # type: ignore[attr-defined]
+        self.scale = cfg.scale_factor  # the output's pixel grid (validation tiles align to it)
         if not adversarial:
             self.weights.pop("adversarial", None)
         self.image: dict[str, Term] = {

@@ -2,9 +2,10 @@
 
 A run resumes with the config stored in its checkpoint. A config given on the command line may
 differ from it only in settings that do not change what the run computes (`MAY_CHANGE`): how long
-the stages are, what is validated and how often, data loading, logging, the description and
-where the VGG weights file lives. Any other difference is an error naming each key, because the
-resumed run would no longer be the run that was checkpointed (and would not resume exactly).
+the stages are, what is validated, how often and in what tiles, data loading, the torchrun
+timeout, logging, the description and where the VGG weights file lives. Any other difference is
+an error naming each key, because the resumed run would no longer be the run that was
+checkpointed (and would not resume exactly).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ MAY_CHANGE = (
     "training/val_datasets",
     "training/val_interval",
     "data/",
+    "distributed/timeout_minutes",
+    "val_loss_tile",
     "logging/",
     "perceptual_loss/weights_path",
 )

@@ -21,6 +21,7 @@ import torch
 from torch_sr.checkpoint.model_file import read_model_file
 from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
 from torch_sr.config.schema import TrainConfig
+from torch_sr.device import configure_cuda
 from torch_sr.training.checkpointing import model_path
 from torch_sr.training.data import build_train_set, build_val_sets, stage_iterations
 from torch_sr.training.distributed import init_distributed, shutdown_distributed, wrap_model
@@ -50,10 +51,10 @@ def train(cfg: TrainConfig, options: TrainOptions, checkpoint: dict[str, Any] | 
     Raises `TrainingStopped` when a signal or `options.stop_after` ends it early (a checkpoint is
     written first) and `NonFiniteLossError` when a loss becomes NaN/inf.
     """
-    ctx = init_distributed(torch.device(options.device))
+    ctx = init_distributed(torch.device(options.device), cfg.distributed.timeout_minutes)
     try:
         if ctx.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
+            configure_cuda(options.deterministic)
         if checkpoint is None:
             _seed_global_rngs(derive_seed(cfg.seed, "global"))
         t = checkpoint["training"] if checkpoint is not None else {}
@@ -153,10 +154,11 @@ def prepare_stage(
     ema = ModelEMA(generator, section.ema_decay) if section.ema_decay is not None else None
     nets = {"generator": generator, "discriminator": discriminator}
     optimizers, schedulers, scalers = build_optimizers(nets, section, total, session.scaler_enabled, device.type)
+    sync_bn = cfg.distributed.sync_batch_norm
     state = TrainState(
         stage,
-        wrap_model(generator, ctx, options.data_parallel),
-        wrap_model(discriminator, ctx, options.data_parallel) if discriminator is not None else None,
+        wrap_model(generator, ctx, options.data_parallel, sync_bn),
+        wrap_model(discriminator, ctx, options.data_parallel, sync_bn) if discriminator is not None else None,
         optimizers,
         schedulers,
         scalers,
@@ -168,6 +170,7 @@ def prepare_stage(
         step_offset=step_offset,
     )
     if checkpoint is not None:
-        state.load_training_dict(checkpoint)
+        for note in state.load_training_dict(checkpoint):
+            session.logger.info(f"{stage.name} stage: {note}")
         set_rng_state(checkpoint["training"]["rng"])
     return state, objective, train_set, val_sets

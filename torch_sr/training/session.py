@@ -44,6 +44,7 @@ class TrainOptions:
     autocast: bool = False
     amp_dtype: str = "fp16"
     data_parallel: bool = True
+    deterministic: bool = False  # CUDA: reproducible algorithms, no TF32 (`torch_sr.device.configure_cuda`)
     run_name: str | None = None
     data_root: Path | None = None
     download: bool = True
@@ -169,7 +170,10 @@ class Session:
         """Score the evaluated generator (EMA if any), log it, and save the best model after the warm-up."""
         if not self.ctx.is_main or not val_sets:
             return
-        result = validate(state.evaluated_generator, val_sets, objective, self.device, self.cfg.logging.val_images)
+        result = validate(
+            state.evaluated_generator, val_sets, objective, self.device, self.cfg.logging.val_images,
+            self.cfg.val_loss_tile,
+        )  # fmt: skip
         label, step = state.stage.name, self.global_step(state)
         self.logger.scalars({f"{label}/val/{k}": v for k, v in result.metrics.items()}, step)
         self.logger.images({f"{label}/samples/{k}": img for k, img in result.samples.items()}, step)

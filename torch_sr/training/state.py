@@ -89,20 +89,41 @@ class TrainState:
             "best": dict(self.best),
         }
 
-    def load_training_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from a checkpoint of this stage (networks, optimisers, schedulers, scalers, progress)."""
+    def load_training_dict(self, checkpoint: dict[str, Any]) -> list[str]:
+        """Continue from a checkpoint of this stage (networks, optimisers, schedulers, scalers, progress).
+
+        Returns notes for the log: a gradient scaler that cannot take the checkpoint's state (see
+        `load_scaler_state`) starts afresh.
+        """
         t = checkpoint["training"]
         unwrap(self.generator).load_state_dict(checkpoint["state_dict"])
         if self.discriminator is not None:
             unwrap(self.discriminator).load_state_dict(t["discriminator"])
         if self.ema is not None:
             self.ema.load_state_dict(checkpoint.get("state_dict_ema") or checkpoint["state_dict"])
-        for kind in ("optimizers", "schedulers", "scalers"):
+        for kind in ("optimizers", "schedulers"):
             for name, obj in getattr(self, kind).items():
                 obj.load_state_dict(t[kind][name])
+        notes = [note for name, s in self.scalers.items() if (note := load_scaler_state(s, t["scalers"][name], name))]
         self.iteration = int(t["iteration"])
         self.step_offset = int(t["step_offset"])
         self.best = dict(t["best"])
+        return notes
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any], name: str) -> str | None:
+    """Load a checkpoint's gradient-scaler state, or say why this scaler starts afresh.
+
+    A run may resume with or without `--autocast` fp16 whatever the checkpoint was trained with. A
+    disabled scaler saves an empty state, which an enabled one refuses: the fp16 run then starts
+    from a fresh scale (it settles within a few iterations). A disabled scaler ignores any state.
+    """
+    if scaler.is_enabled() and not state:
+        return f"the {name}'s fp16 gradient scaler starts afresh (the checkpoint was trained without fp16 autocast)"
+    if not scaler.is_enabled() and state:
+        return f"the checkpoint's fp16 gradient scale of the {name} is dropped (this run has no fp16 autocast)"
+    scaler.load_state_dict(state)
+    return None
 
 
 def build_optimizers(

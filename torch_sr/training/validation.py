@@ -56,8 +56,14 @@ def validate(
     objective: Objective,
     device: torch.device,
     num_samples: int = 0,
+    loss_tile: int | None = None,
 ) -> ValidationResult:
-    """Score `model` (unwrapped) on each val set; the first set provides `num_samples` sample images."""
+    """Score `model` (unwrapped) on each val set; the first set provides `num_samples` sample images.
+
+    The model runs in automatically sized tiles and the image losses in tiles of at most
+    `loss_tile` HR pixels a side (`tiled_image_terms`), so that validating large images needs no
+    more memory than small ones beside the training state.
+    """
     from torch_sr.evaluation import evaluate
     from torch_sr.inference.upscaler import Upscaler
 
@@ -71,9 +77,8 @@ def validate(
             sums: dict[str, float] = {}
 
             def on_image(out: Any, name: str = name, first: bool = k == 0) -> None:
-                sr = out.sr[None].to(device).float().div_(255)
-                hr = out.hr[None].to(device).float().div_(255)
-                terms = objective.image_terms(sr, hr)
+                sr, hr = out.sr[None].float().div_(255), out.hr[None].float().div_(255)
+                terms = tiled_image_terms(objective, sr, hr, loss_tile, device)
                 terms["loss"] = sum(weights[t] * v for t, v in terms.items())
                 for t, v in terms.items():
                     sums[t] = sums.get(t, 0.0) + float(v)
@@ -99,3 +104,28 @@ def validate(
     result.psnr = sum(psnrs) / len(psnrs) if psnrs else float("nan")
     result.image_loss = sum(losses) / len(losses) if losses else None
     return result
+
+
+def tiled_image_terms(
+    objective: Objective, sr: torch.Tensor, hr: torch.Tensor, tile: int | None, device: torch.device
+) -> dict[str, float]:
+    """`objective.image_terms` of a `(1, C, H, W)` pair, as the area-weighted mean over tiles of it.
+
+    Tiles are at most `tile` pixels a side (None: one tile), cut at multiples of the scale (the
+    checkerboard term's pixel grid) and moved to `device` one at a time. Mean-per-pixel terms
+    (content) come out exactly as on the whole image; the others (perceptual, TV, checkerboard)
+    lose only what crosses the tile borders.
+    """
+    from torch_sr.inference.tiling import tile_grid
+
+    h, w = sr.shape[-2:]
+    ys, xs = tile_grid(h, w, tile, overlap=0, align=objective.scale)
+    sums: dict[str, float] = {}
+    for y0, y1 in ys:
+        for x0, x1 in xs:
+            part = (y1 - y0) * (x1 - x0) / (h * w)
+            crop = (..., slice(y0, y1), slice(x0, x1))
+            terms = objective.image_terms(sr[crop].to(device), hr[crop].to(device))
+            for t, v in terms.items():
+                sums[t] = sums.get(t, 0.0) + part * float(v)
+    return sums
