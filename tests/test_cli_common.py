@@ -64,7 +64,9 @@ def test_console_commands_of_setup_py_point_at_the_root_scripts_functions():
 
     root = Path(__file__).resolve().parents[1]
     commands = dict(re.findall(r'"(torch-sr-[\w-]+)=([\w.]+:main)"', (root / "setup.py").read_text()))
-    assert set(commands) == {"torch-sr-train", "torch-sr-test", "torch-sr-inference", "torch-sr-net-interpolation"}
+    assert set(commands) == {
+        "torch-sr-train", "torch-sr-test", "torch-sr-inference", "torch-sr-net-interpolation", "torch-sr-export"
+    }
     for command, target in commands.items():
         module = target.split(":")[0]
         script = root / (command.removeprefix("torch-sr-").replace("-", "_") + ".py")
