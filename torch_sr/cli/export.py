@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=OPSET,
         choices=OPSETS,
         metavar="N",
-        help=f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default: %(default)s, which ONNX Runtime >= 1.14, "
-        "TensorRT >= 8.6 and OpenVINO >= 2022.3 read)",
+        help=f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default: %(default)s, which current ONNX Runtime, TensorRT "
+        "and OpenVINO releases read)",
     )
     return p
 

@@ -3,5 +3,5 @@
 This package's `__init__` stays free of torch: the command line shows these values in `--help`.
 """
 
-OPSET = 17  # read by ONNX Runtime >= 1.14, TensorRT >= 8.6, OpenVINO >= 2022.3 and pnnx
+OPSET = 17  # of 2022: current ONNX Runtime, TensorRT and OpenVINO releases read it
 OPSETS = range(11, 21)  # what torch's TorchScript-based exporter writes for every generator here

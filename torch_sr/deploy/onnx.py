@@ -2,15 +2,15 @@
 
 The file takes `input` (N, C, H, W) float RGB (or grey) in [0, 1], any N, H and W (H and W
 multiples of `size_multiple`), and gives `output` (N, C, H*s, W*s), not clamped. It is written
-with opset `OPSET` (17: read by ONNX Runtime >= 1.14, TensorRT >= 8.6, OpenVINO >= 2022.3 and
-pnnx) through torch's TorchScript-based exporter (`dynamo=False`), which needs nothing beyond the
-`onnx` package and traces every registered generator with dynamic sizes. RRDBNet exports its
-plain layers, not its Winograd CPU path. The model's metadata (`metadata_props`) records the
-scale, channels, size multiple, architecture and hyper-parameters, so a runtime can size its
-output without knowing torch_sr. `fp16=True` writes float16 weights, input and output (for GPU
-runtimes; ONNX Runtime's CPU provider runs it slowly or not at all).
+with opset `OPSET` (17, of 2022: current ONNX Runtime, TensorRT and OpenVINO releases read it;
+only ONNX Runtime is tested here) through torch's TorchScript-based exporter (`dynamo=False`),
+which needs nothing beyond the `onnx` package (`dynamo=True` also needs onnxscript) and traces
+every registered generator with dynamic sizes. RRDBNet exports its plain layers, not its Winograd
+CPU path. The model's metadata (`metadata_props`) records the scale, channels, size multiple,
+architecture and hyper-parameters, so that a runtime can size its output without knowing
+torch_sr. `fp16=True` writes float16 weights, input and output (for GPU runtimes).
 
-Needs `pip install onnx` (`torch_sr[onnx]`, which adds `onnxruntime` to run the file).
+Needs `pip install onnx` (or `torch_sr[onnx]`, which adds `onnxruntime` to run the file).
 """
 from __future__ import annotations
 
@@ -113,12 +113,3 @@ def export_onnx(
     onnx.checker.check_model(proto)
     return atomic_write(output, lambda f: f.write(proto.SerializeToString()))
 
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The `metadata_props` of an ONNX file (the keys `export_onnx` writes, or whatever another tool wrote)."""
-    onnx = _import_onnx()
-    try:
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-    except (OSError, ValueError) as e:
-        raise TorchSRError(f"{path}: not a readable ONNX file ({e})") from None
-    return {p.key: p.value for p in proto.metadata_props}
