@@ -87,6 +87,8 @@ def test_command_exports_a_checkpoint_and_never_overwrites(tmp_path, capsys):
     assert main([str(tmp_path / "model.pth"), str(tmp_path / "small.pth"), "--onnx", str(tmp_path / "m.onnx")]) == 0
     out = capsys.readouterr().out
     assert "small.pth: srvgg" in out and f"m.onnx: ONNX opset {OPSET}, float32, x4" in out
+    assert main([str(tmp_path / "small.pth"), "--onnx", str(tmp_path / "old.onnx"), "--opset", "13"]) == 0
+    assert onnx.load(str(tmp_path / "old.onnx")).opset_import[0].version == 13
     x = torch.rand(1, 3, 10, 14)
     with torch.no_grad():
         assert np.abs(run_onnx(tmp_path / "m.onnx", x) - model(x).numpy()).max() < 1e-4
@@ -96,4 +98,4 @@ def test_command_exports_a_checkpoint_and_never_overwrites(tmp_path, capsys):
     with pytest.raises(SystemExit):  # nothing to write
         main([str(tmp_path / "model.pth")])
     with pytest.raises(TorchSRError, match="opset 9"):
-        export_onnx(model, tmp_path / "old.onnx", opset=9)
+        export_onnx(model, tmp_path / "older.onnx", opset=9)
