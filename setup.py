@@ -1,4 +1,4 @@
-"""Installs the `torch_sr` package, its shipped weights and the four command-line tools."""
+"""Installs the `torch_sr` package, its shipped weights and the five command-line tools."""
 import re
 from pathlib import Path
 
@@ -24,7 +24,12 @@ setup(
     packages=find_packages(include=["torch_sr", "torch_sr.*"]),
     package_data={"torch_sr": ["weights/*.pth", "weights/*.json", "weights/*.md", "config/*.json"]},
     install_requires=REQUIREMENTS,
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2"], "lpips": ["lpips>=0.1.4"]},
+    extras_require={
+        # onnx/onnxruntime: the ONNX export is checked against ONNX Runtime (tests skip without them)
+        "test": ["pytest>=7", "pytest-timeout>=2", "onnx>=1.14", "onnxruntime>=1.16"],
+        "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
+        "lpips": ["lpips>=0.1.4"],
+    },
     entry_points={
         "console_scripts": [
             "torch-sr-train=torch_sr.cli.train:main",
@@ -32,6 +37,7 @@ setup(
             "torch-sr-inference=torch_sr.cli.inference:main",
             "torch-sr-net-interpolation=torch_sr.cli.net_interpolation:main",
             "torch-sr-reproduce=torch_sr.cli.reproduce:main",
+            "torch-sr-export=torch_sr.cli.export:main",
         ]
     },
 )

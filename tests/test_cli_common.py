@@ -43,12 +43,13 @@ def test_the_library_does_not_import_the_command_line_tools():
 
 
 def test_importing_every_module_loads_no_heavy_optional_dependency():
-    """wandb, tensorboard, albumentations, PyAV, lpips and torchvision's model zoo load only when used."""
+    """wandb, tensorboard, albumentations, PyAV, lpips, torchvision's model zoo and onnx load only when used."""
     code = (
         "import importlib, pkgutil, sys, torch_sr\n"
         "names = [m.name for m in pkgutil.walk_packages(torch_sr.__path__, 'torch_sr.')]\n"
         "for name in names: importlib.import_module(name)\n"
-        "heavy = ('wandb', 'tensorboard', 'torch.utils.tensorboard', 'albumentations', 'av', 'lpips', 'torchvision.models')\n"
+        "heavy = ('wandb', 'tensorboard', 'torch.utils.tensorboard', 'albumentations', 'av', 'lpips', 'torchvision.models',\n"
+        "         'onnx', 'onnxruntime')\n"
         "loaded = sorted(h for h in heavy if h in sys.modules)\n"
         "assert len(names) > 50 and not loaded, (len(names), loaded)\n"
     )
@@ -65,7 +66,7 @@ def test_console_commands_of_setup_py_point_at_the_root_scripts_functions():
     root = Path(__file__).resolve().parents[1]
     commands = dict(re.findall(r'"(torch-sr-[\w-]+)=([\w.]+:main)"', (root / "setup.py").read_text()))
     scripts = {"torch-sr-train", "torch-sr-test", "torch-sr-inference", "torch-sr-net-interpolation"}
-    assert scripts <= set(commands) and "torch-sr-reproduce" in commands
+    assert scripts <= set(commands) and {"torch-sr-reproduce", "torch-sr-export"} <= set(commands)
     for command, target in commands.items():
         module = target.split(":")[0]
         script = root / (command.removeprefix("torch-sr-").replace("-", "_") + ".py")

@@ -1,9 +1,9 @@
-"""`python -m torch_sr.weights.export`: one set of weights, float16, same model, never overwriting."""
+"""`torch-sr-export MODEL OUTPUT` (also `python -m torch_sr.weights.export`): one set of weights, float16, same model, never overwriting."""
 import torch
 
 from torch_sr.archs.srvgg import SRVGGNetCompact
 from torch_sr.checkpoint.model_file import load_model, model_payload, read_model_file
-from torch_sr.weights.export import main
+from torch_sr.cli.export import main
 
 
 def run_file(path):

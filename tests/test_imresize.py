@@ -205,3 +205,14 @@ def test_bad_arguments():
         imresize(np.zeros((4, 4), dtype=np.int64), 2)
     with pytest.raises(ValueError, match="HW or HWC"):
         imresize(np.zeros((1, 4, 4, 3)), 2)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_integer_upscale_as_convolutions_is_imresize(scale):
+    """`upscale_integer` (SRCNN's upscale, traceable for ONNX at any size) gives imresize's numbers, borders included."""
+    from torch_sr.data.imresize import upscale_integer
+
+    gen = torch.Generator().manual_seed(scale)
+    for h, w in ((3, 5), (4, 4), (7, 13), (30, 17), (1, 9)):
+        x = torch.rand(2, 3, h, w, generator=gen)
+        torch.testing.assert_close(upscale_integer(x, scale), imresize(x, scale=scale), rtol=0, atol=1e-6)

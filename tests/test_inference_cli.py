@@ -1,4 +1,6 @@
 """inference.py: inputs, outputs, options, failures that do not stop the run, the default model."""
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +66,59 @@ def test_out_dir_folders_and_globs(tmp_path, model_path):
     assert sorted(p.name for p in out.iterdir()) == ["x_sr.png", "y_sr.webp"]
     out2 = tmp_path / "out2"
     assert run(["-m", model_path, "-o", out2, f"{photos}/**/*.bmp", f"{photos}/x*.png"]) == EXIT_OK
-    assert sorted(p.name for p in out2.iterdir()) == ["x_sr.png", "z_sr.bmp"]
+    assert files_under(out2) == ["sub/z_sr.bmp", "x_sr.png"]  # a glob's finds keep their folders
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_folder_trees_keep_their_structure_under_out_dir(tmp_path, model_path):
+    photos = tmp_path / "photos"
+    for name in ("top.png", "a/x.png", "b/x.png", "b/deep/y.jpg"):
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        write_image(photos / name, image())
+    assert run(["-m", model_path, "-o", tmp_path / "flat", photos]) == EXIT_OK  # one level without -r
+    assert files_under(tmp_path / "flat") == ["top_sr.png"]
+    (photos / "b" / "loop").symlink_to(photos, target_is_directory=True)  # not entered: no endless walk
+    assert run(["-m", model_path, "-o", tmp_path / "tree", "--recursive", photos]) == EXIT_OK
+    assert files_under(tmp_path / "tree") == ["a/x_sr.png", "b/deep/y_sr.jpg", "b/x_sr.png", "top_sr.png"]
+    (photos / "b" / "loop").unlink()
+    # Same-named files of different folders found by one glob: no collision.
+    assert run(["-m", model_path, "-o", tmp_path / "glob", f"{photos}/*/x.png"]) == EXIT_OK
+    assert files_under(tmp_path / "glob") == ["a/x_sr.png", "b/x_sr.png"]
+    # Without -o, each output goes next to its input, wherever it is.
+    assert run(["-m", model_path, "-r", photos / "b"]) == EXIT_OK
+    assert (photos / "b" / "x_sr.png").is_file() and (photos / "b" / "deep" / "y_sr.jpg").is_file()
+
+
+def test_jpeg_and_webp_quality_and_chroma(tmp_path, model_path):
+    from PIL import Image, JpegImagePlugin
+
+    smooth = np.linspace(0, 255, 24 * 20 * 3).reshape(24, 20, 3).astype(np.uint8)
+    write_image(tmp_path / "a.png", smooth)
+
+    def jpeg(*options):
+        name = "_".join(o.lstrip("-") for o in options) or "default"
+        assert run(["-m", model_path, "--format", "jpg", "--suffix", f"_{name}", *options, tmp_path / "a.png"]) == 0
+        return Image.open(tmp_path / f"a_{name}.jpg")
+
+    def reference_tables(quality):  # what Pillow writes at that quality
+        Image.fromarray(smooth).save(tmp_path / f"ref{quality}.jpg", quality=quality)
+        return Image.open(tmp_path / f"ref{quality}.jpg").quantization
+
+    default, low = jpeg(), jpeg("--quality", "40", "--chroma", "420")
+    assert default.quantization == reference_tables(95) != reference_tables(40) == low.quantization
+    assert JpegImagePlugin.get_sampling(default) == 0 and JpegImagePlugin.get_sampling(low) == 2  # 4:4:4, 4:2:0
+    assert JpegImagePlugin.get_sampling(jpeg("--chroma", "444", "--quality", "40")) == 0
+    sizes = {}
+    for q in ("30", "95"):
+        assert run(["-m", model_path, "--format", "webp", "--quality", q, "--suffix", q, tmp_path / "a.png"]) == 0
+        sizes[q] = (tmp_path / f"a{q}.webp").stat().st_size
+    assert sizes["30"] < 0.8 * sizes["95"]
+    for bad in (["--quality", "0"], ["--quality", "101"], ["--chroma", "422"]):
+        with pytest.raises(SystemExit):
+            run(["-m", model_path, *bad, tmp_path / "a.png"])
 
 
 def test_format_bit_depth_grey_and_alpha_are_kept(tmp_path, model_path):
@@ -177,3 +231,54 @@ def test_root_script_runs(tmp_path, model_path):
     )
     assert result.returncode == 0, result.stderr
     assert read_image(tmp_path / "a_sr.png").array.shape == (24, 20, 3)
+
+
+class FakeTerminal:
+    """A stderr that says it is a terminal (and has no descriptor, so no size)."""
+
+    def __init__(self):
+        self.text = ""
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_tile_progress_is_shown_on_terminals_not_in_logs(tmp_path, model_path, monkeypatch, capsys):
+    write_image(tmp_path / "a.png", image(32, 32))
+    assert run(["-m", model_path, "--tile", "8", "--tile-overlap", "0", tmp_path / "a.png"]) == EXIT_OK
+    assert "tile" not in capsys.readouterr().err  # stderr is a pipe or a log file: no bar
+    term = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert run(["-m", model_path, "--tile", "8", "--tile-overlap", "0", "--suffix", "_t", tmp_path / "a.png"]) == 0
+    assert "0/16 [" in term.text and "tile/s" in term.text
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_tile_progress_with_time_left_on_a_terminal_that_reports_no_size(tmp_path, model_path):
+    """A fresh pseudo-terminal reports 0 columns (as some ssh sessions and containers do): the bar still shows."""
+    import pty
+
+    write_image(tmp_path / "a.png", image(32, 32))
+    master, slave = pty.openpty()
+    command = [sys.executable, str(ROOT / "inference.py"), "-m", str(model_path), "--tile", "8", "--tile-overlap", "0"]
+    env = {**os.environ, "TQDM_MININTERVAL": "0"}  # draw every tile, however fast
+    proc = subprocess.Popen([*command, str(tmp_path / "a.png")], stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    output = b""
+    try:
+        while chunk := os.read(master, 65536):
+            output += chunk
+    except OSError:  # the terminal closed with the process
+        pass
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=120) == 0, output
+    text = output.decode(errors="replace")
+    assert re.search(r" \d+/16 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+tile/s\]", text), text  # done/total, time left
+    assert (tmp_path / "a_sr.png").is_file()

@@ -1,7 +1,8 @@
 """Run by tests/test_ddp.py under torchrun: train, then record this rank's weights and file writes.
 
 Usage: trainer_ddp_worker.py REPORT_DIR TRAIN_ARGS... -> REPORT_DIR/rank<RANK>.json with the exit
-code, every file this process wrote atomically, and a hash of each stage's final weights.
+code, every file this process wrote atomically, a hash of each stage's final weights, and the place
+torchrun gave this process (global and local rank, node rank, sizes).
 """
 import json
 import os
@@ -36,6 +37,7 @@ def recording_train_stage(session, state, *args):
 files.atomic_write = recording_write
 run.train_stage = recording_train_stage
 code = main(argv)
-report = {"code": code, "writes": writes, "digests": digests}
+place = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
+report = {"code": code, "writes": writes, "digests": digests, "place": place}
 (report_dir / f"rank{os.environ['RANK']}.json").write_text(json.dumps(report))
 sys.exit(code)

@@ -213,9 +213,9 @@ def evaluate(
     result.degradation = degradation.text if degradation is not None else None
     indices = range(len(dataset))
     if progress:
-        from tqdm import tqdm
+        from torch_sr.progress import progress_bar
 
-        indices = tqdm(indices, desc=result.dataset, unit="img", leave=False, disable=None)  # terminals only
+        indices = progress_bar(iterable=indices, desc=result.dataset, unit="img", leave=False)  # terminals only
     start = time.perf_counter()
     for i in indices:
         item = dataset[i]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from torch_sr.archs.init import scaled_kaiming_init_
-from torch_sr.data.imresize import imresize
+from torch_sr.data.imresize import upscale_integer
 
 
 class SRCNN(nn.Module):
@@ -59,7 +59,7 @@ class SRCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale > 1:
-            x = imresize(x, scale=self.scale)
+            x = upscale_integer(x, self.scale)  # MATLAB's bicubic; as convolutions, it exports to ONNX
         return self.conv3(self.relu(self.conv2(self.relu(self.conv1(x)))))
 
 

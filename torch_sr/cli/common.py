@@ -1,13 +1,20 @@
-"""Pieces every command-line tool shares: error reporting and exit codes."""
+"""Pieces every command-line tool shares: error reporting, exit codes and how `--help` lists them.
+
+Kept free of torch (like the tools' parsers) so that `--help` answers at once.
+"""
 from __future__ import annotations
 
+import argparse
 import functools
+import re
 import sys
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 
 from torch_sr.errors import TorchSRError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
@@ -22,6 +29,28 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
             return EXIT_ERROR
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
 
     return wrapper
+
+
+def exit_status_epilog(meanings: Mapping[int, str]) -> str:
+    """The `--help` epilog listing a command's exit statuses (for `HelpFormatter`); Ctrl-C's 130 is added."""
+    codes = {**meanings, EXIT_INTERRUPTED: meanings.get(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")}
+    width = max(len(str(code)) for code in codes) + 2
+    return "exit status:\n" + "\n".join(f"  {str(code).ljust(width)}{text}" for code, text in sorted(codes.items()))
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, except that each line of the description and epilog is wrapped on its own,
+    keeping its indent: the exit-status list stays a list."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            body = line.lstrip()
+            lead = indent + line[: len(line) - len(body)]
+            code = re.match(r"\d+\s+", body)  # an exit-status line: wrap under its text
+            hang = lead + " " * (code.end() if code else 0)
+            lines.append(textwrap.fill(body, width, initial_indent=lead, subsequent_indent=hang) if body else "")
+        return "\n".join(lines)

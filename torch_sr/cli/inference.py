@@ -1,33 +1,45 @@
 """`inference.py [-m MODEL] [-o OUT_DIR] inputs...`: upscale image and video files, folders and globs.
 
 Each input is routed by its suffix through `HANDLERS` (images, videos); every handler shares the
-`Job` (the upscaler, output naming and the rule that no output overwrites an input). A file that
-fails is reported by name and the run goes on; the exit status is 1 when some inputs failed, 2
-when all did.
+`Job` (the upscaler, output naming and the rule that no output overwrites an input). Files found
+under a folder or a glob keep their sub-folders under `-o`. A file that fails is reported by name
+and the run goes on; the exit status is 1 when some inputs failed, 2 when all did. torch and the
+model code are imported only once the work starts, so `--help` answers at once.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch_sr.checkpoint.model_file import load_model
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, reports_errors
-from torch_sr.device import resolve_device
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
-from torch_sr.inference.image_io import read_image, write_image
-from torch_sr.inference.upscaler import DEFAULT_TILE_OVERLAP, Upscaler
-from torch_sr.inference.video import (
-    CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES, check_crf, choose_encoder, upscale_video, upscale_video_to_frames,
+from torch_sr.inference.defaults import (
+    CHROMA_SUBSAMPLING, CONTAINERS, DEFAULT_CHROMA, DEFAULT_CRF, DEFAULT_QUALITY, DEFAULT_TILE_OVERLAP, VIDEO_SUFFIXES,
 )
 from torch_sr.weights import MODELS, default_model_path, resolve_model
 
+if TYPE_CHECKING:
+    from torch_sr.inference.upscaler import Upscaler
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 OUTPUT_FORMATS = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff")
+
+
+def _quality(value: str) -> int:
+    try:
+        quality = int(value)
+    except ValueError:
+        quality = 0
+    if not 1 <= quality <= 100:
+        raise argparse.ArgumentTypeError(f"expected a quality from 1 to 100, got {value!r}")
+    return quality
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="inference.py",
         description="Upscale images and videos with a super-resolution model. Inputs may be files, folders "
-        "(their images and videos, not recursive) or glob patterns such as 'photos/**/*.jpg'.",
+        "(their images and videos; with -r also those of their sub-folders) or glob patterns such as "
+        "'photos/**/*.jpg'. With -o, what a folder or glob finds keeps its sub-folders under OUT_DIR.",
+        formatter_class=HelpFormatter,
+        epilog=exit_status_epilog(
+            {
+                EXIT_OK: "every input was upscaled",
+                EXIT_PARTIAL: "some inputs failed (each is named on stderr), the others were upscaled",
+                EXIT_ERROR: "nothing was upscaled: an error (one line on stderr), or every input failed",
+            }
+        ),
     )
     p.add_argument("inputs", nargs="+", help="image or video files, folders or glob patterns")
+    p.add_argument("-r", "--recursive", action="store_true", help="also scan the sub-folders of folder inputs")
     p.add_argument(
         "-m",
         "--model",
@@ -47,6 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", type=Path, help="write results here (default: next to each input)")
     p.add_argument("--suffix", default="_sr", help="added to each output's name (default: %(default)s)")
     p.add_argument("--format", choices=OUTPUT_FORMATS, help="image output format (default: the input's)")
+    p.add_argument(
+        "--quality",
+        type=_quality,
+        default=DEFAULT_QUALITY,
+        metavar="Q",
+        help="JPEG and WebP quality, 1 (smallest file) to 100 (default: %(default)s; other formats are lossless)",
+    )
+    p.add_argument(
+        "--chroma",
+        choices=tuple(CHROMA_SUBSAMPLING),
+        default=DEFAULT_CHROMA,
+        help="JPEG chroma subsampling: 444 keeps full colour resolution, 420 halves it for smaller files "
+        "(default: %(default)s)",
+    )
     p.add_argument("--scale", type=int, help="refuse a model of another scale (and pick the default model for it)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--tile", type=int, help="tile side in input pixels (default: only when needed, sized to memory)")
@@ -86,14 +122,20 @@ class Job:
     video_codec: str = "auto"
     video_format: str = "mp4"
     frames_dir: Path | None = None
+    quality: int = DEFAULT_QUALITY
+    chroma: str = DEFAULT_CHROMA
+    subfolders: dict[Path, Path] = field(default_factory=dict)  # input -> its folder under the folder/glob given
     claimed: dict[Path, Path] = field(default_factory=dict)  # resolved output -> its input
 
     def output_for(self, src: Path, suffix: str, folder: Path | None = None) -> Path:
         """`<stem><self.suffix><suffix>` in `folder`, else `out_dir`, else next to `src`.
 
+        In `folder` or `out_dir`, an input found under a folder or glob keeps its sub-folder.
         Refuses to overwrite an input or an earlier output.
         """
-        dst = (folder or self.out_dir or src.parent) / f"{src.stem}{self.suffix}{suffix}"
+        base = folder or self.out_dir
+        parent = base / self.subfolders.get(src, Path()) if base is not None else src.parent
+        dst = parent / f"{src.stem}{self.suffix}{suffix}"
         key = dst.resolve()
         if key in self.inputs:
             raise TorchSRError(f"{src}: its output {dst} would overwrite an input; use -o OUT_DIR or another --suffix")
@@ -105,15 +147,19 @@ class Job:
 
 def upscale_image_file(src: Path, job: Job) -> Path:
     """Read, upscale and write one image, keeping bit depth, channels and colour profile."""
+    from torch_sr.inference.image_io import read_image, write_image
+
     image = read_image(src)
     dst = job.output_for(src, f".{job.format}" if job.format else src.suffix)
-    write_image(dst, job.upscaler.upscale_array(image.array), image.icc_profile)
+    write_image(dst, job.upscaler.upscale_array(image.array), image.icc_profile, quality=job.quality, chroma=job.chroma)
     return dst
 
 
 def upscale_video_file(src: Path, job: Job) -> Path:
     """Upscale a video into a new video (or a folder of frames with --frames-dir), saying what became of its audio."""
     from tqdm import tqdm
+
+    from torch_sr.inference.video import upscale_video, upscale_video_to_frames
 
     if job.frames_dir is not None:
         dst = job.output_for(src, "", folder=job.frames_dir)
@@ -135,40 +181,68 @@ HANDLERS: dict[str, Callable[[Path, Job], Path]] = {
 }
 
 
-def collect_inputs(patterns: Sequence[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
-    """Expand files, folders and globs into a de-duplicated list of files, plus error messages.
+def collect_inputs(
+    patterns: Sequence[str], skip_suffix: str = "", recursive: bool = False
+) -> tuple[dict[Path, Path], list[str]]:
+    """Expand files, folders and globs into de-duplicated files, plus error messages.
 
-    Folders and globs skip files whose name ends in `skip_suffix` (earlier outputs of this
-    command); files named explicitly are always kept.
+    Each file maps to its folder relative to the folder or the fixed start of the glob it was
+    found under (`Path()` for files named explicitly): outputs under `-o` keep that structure, so
+    `a/x.png` and `b/x.png` do not collide. Folders are scanned one level deep, or with
+    `recursive` all the way down (symlinked folders are not entered: no loops). Folders and globs
+    skip files whose name ends in `skip_suffix` (earlier outputs of this command); files named
+    explicitly are always kept.
     """
-    files: list[Path] = []
+    files: list[tuple[Path, Path]] = []
     errors: list[str] = []
 
     def earlier_output(p: Path) -> bool:
         return bool(skip_suffix) and p.stem.endswith(skip_suffix)
 
+    def handled(folder: Path, names: Sequence[str]) -> list[Path]:
+        found = (folder / n for n in names if Path(n).suffix.lower() in HANDLERS)
+        return sorted(p for p in found if p.is_file() and not earlier_output(p))
+
     def scan(folder: Path) -> list[Path]:
-        handled = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in HANDLERS)
-        return sorted(p for p in handled if not earlier_output(p))
+        if not recursive:
+            return handled(folder, os.listdir(folder))
+        found = []
+        for parent, dirs, names in os.walk(folder):
+            dirs.sort()
+            found += handled(Path(parent), names)
+        return found
 
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            found = scan(path)
+            found = [(f, f.parent.relative_to(path)) for f in scan(path)]
             if not found:
                 errors.append(f"{path}: no images or videos in this folder")
         elif path.exists() or not any(ch in pattern for ch in "*?["):
-            found = [path]  # a missing file is reported when it is read
+            found = [(path, Path())]  # a missing file is reported when it is read
         else:
+            root = _fixed_start(pattern)
             matches = sorted(Path(m) for m in glob.glob(pattern, recursive=True))
-            found = [f for m in matches for f in (scan(m) if m.is_dir() else [m]) if not earlier_output(f)]
+            found = [
+                (f, f.parent.relative_to(root))
+                for m in matches
+                for f in (scan(m) if m.is_dir() else [m])
+                if not earlier_output(f)
+            ]
             if not found:
                 errors.append(f"{pattern}: no file matches")
         files += found
-    unique = {}
-    for f in files:
-        unique.setdefault(f.resolve(), f)
-    return list(unique.values()), errors
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for f, sub in files:
+        unique.setdefault(f.resolve(), (f, sub))
+    return dict(unique.values()), errors
+
+
+def _fixed_start(pattern: str) -> Path:
+    """The folder a glob searches from: its leading components without wildcards (`photos` of `photos/**/*.jpg`)."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path()
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -188,11 +262,17 @@ def run(args: argparse.Namespace) -> int:
     """Upscale every input named by parsed `args`; returns the exit status."""
     from tqdm import tqdm
 
+    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.device import resolve_device
+    from torch_sr.inference.upscaler import Upscaler
+    from torch_sr.inference.video import check_crf, choose_encoder
+    from torch_sr.progress import progress_bar
+
     if args.tile is not None and args.tile < 1:
         raise TorchSRError(f"--tile {args.tile}: must be a positive number of pixels")
     if args.tile_overlap < 0:
         raise TorchSRError(f"--tile-overlap {args.tile_overlap}: must be >= 0")
-    paths, errors = collect_inputs(args.inputs, args.suffix)
+    paths, errors = collect_inputs(args.inputs, args.suffix, recursive=args.recursive)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if not paths:
@@ -217,9 +297,10 @@ def run(args: argparse.Namespace) -> int:
     job = Job(
         upscaler, args.out_dir, args.suffix, args.format, frozenset(p.resolve() for p in paths),
         crf=args.crf, video_codec=args.video_codec, video_format=args.video_format, frames_dir=args.frames_dir,
+        quality=args.quality, chroma=args.chroma, subfolders=paths,
     )
     done = 0
-    for src in tqdm(paths, unit="file", disable=len(paths) < 2 or None):
+    for src in progress_bar(iterable=list(paths), unit="file", enabled=len(paths) > 1):
         try:
             dst = HANDLERS.get(src.suffix.lower(), upscale_image_file)(src, job)
         except TorchSRError as e:

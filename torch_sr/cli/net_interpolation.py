@@ -5,10 +5,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.checkpoint.model_file import read_model_file, save_model_file
-from torch_sr.cli.common import EXIT_OK, reports_errors
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.errors import ConfigError
-from torch_sr.interpolation import interpolate_models
 from torch_sr.weights import resolve_model
 
 
@@ -17,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="net_interpolation.py",
         description="Write theta = (1 - alpha) theta_PSNR + alpha theta_GAN for two models of the same "
         "architecture (any accepted file layout).",
+        formatter_class=HelpFormatter,
+        epilog=exit_status_epilog({EXIT_OK: "the blended model was written", EXIT_ERROR: "an error (one line on stderr)"}),
     )
     p.add_argument(
         "--psnr-model-path", required=True, type=resolve_model,
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from torch_sr.checkpoint.model_file import read_model_file, save_model_file
+    from torch_sr.interpolation import interpolate_models
+
     if not 0 <= args.alpha <= 1:  # also refuses nan
         raise ConfigError(f"--alpha {args.alpha}: must be between 0 (PSNR model) and 1 (ESRGAN model)")
     inputs = {args.psnr_model_path.resolve(), args.esrgan_model_path.resolve()}

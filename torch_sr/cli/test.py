@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_OK, reports_errors
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
 
 DISPLAY_NAMES = {"div2k": "DIV2K", "bsds500": "BSDS500", "set5": "Set5", "set14": "Set14"}
@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="test.py",
         description="Score a super-resolution model on benchmark datasets: PSNR/SSIM (Y channel of BT.601, "
         "scale pixels shaved, as published), with the MATLAB-bicubic baseline beside it.",
+        formatter_class=HelpFormatter,
+        epilog=exit_status_epilog(
+            {EXIT_OK: "every dataset was scored", EXIT_ERROR: "an error (one line on stderr): nothing more is scored"}
+        ),
     )
     p.add_argument(
         "models",

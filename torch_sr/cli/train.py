@@ -13,8 +13,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_OK, reports_errors
-from torch_sr.device import resolve_device
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
 
 
@@ -43,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description="Train a super-resolution model from a JSON config: PSNR pre-training of the generator, then "
         "GAN training with the discriminator (ESRGAN). Start several processes with torchrun for "
-        "DistributedDataParallel.",
+        "DistributedDataParallel, on one machine or several (docs/training-on-clusters.md).",
+        formatter_class=HelpFormatter,
+        epilog=exit_status_epilog(
+            {
+                EXIT_OK: "training finished, or stopped by --stop-after with a checkpoint (continue with --resume)",
+                EXIT_ERROR: "an error (one line on stderr: a config key, a missing file, a diverged loss ...)",
+                130: "interrupted by Ctrl-C, with a checkpoint of the completed iterations",
+                143: "stopped by SIGTERM (e.g. a cluster's time limit), with a checkpoint",
+            }
+        ),
     )
     p.add_argument("config", nargs="?", type=Path, metavar="CONFIG", help="JSON config (optional when resuming)")
     p.add_argument("-l", "--load-checkpoint", type=Path, metavar="PATH", help="continue from this training checkpoint")
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from torch_sr.config.validate import load_config
+    from torch_sr.device import resolve_device
     from torch_sr.training.resume import find_checkpoint, resume_config
     from torch_sr.training.run import train
     from torch_sr.training.session import TrainingStopped, TrainOptions

@@ -26,6 +26,7 @@ import torch
 
 Array = torch.Tensor | np.ndarray
 DENSE_MAX = 1 << 24  # axes whose (out, in) matrix has at most this many entries resize by one matmul
+UPSCALE_REACH = 3  # input pixels on each side an integer upscale reads (its 6 taps span k-3 .. k+3)
 _SIZE_EPS = 1e-9  # (1/s) * (s*k) may come out a hair above k in floating point: never round that up
 
 
@@ -105,6 +106,36 @@ def _resize_tensor(
         if top:  # MATLAB's conversion to an integer class: round half away from zero, saturate
             y = torch.floor(y.clamp_(0, top) + 0.5)
     return y.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _phase_kernels(scale: int) -> torch.Tensor:
+    """`(scale, 2 * UPSCALE_REACH + 1)` float64: the weights output phase q gives input pixels k-3 .. k+3."""
+    reach, n = UPSCALE_REACH, 2 * UPSCALE_REACH + 1
+    matrix = resize_matrix(n, n * scale, float(scale), False)  # the middle pixel's taps stay inside
+    return matrix[reach * scale : (reach + 1) * scale].clone()
+
+
+def upscale_integer(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """`imresize(x, scale)` for a float `(N, C, H, W)` tensor and an integer `scale` >= 2, as convolutions.
+
+    Upscaling by an integer, MATLAB's weights depend only on an output pixel's phase (its index
+    mod `scale`), so each axis is a convolution with `scale` fixed 7-tap kernels over the
+    mirror-padded input, interleaved. The same numbers as `imresize` (to float32 rounding), but the
+    graph holds no size-dependent constants: it traces for ONNX export with any input size.
+    """
+    n, c, h, w = x.shape
+    if min(h, w) < UPSCALE_REACH:  # the mirror wraps more than once: MATLAB's general rule
+        return imresize(x, scale=scale)
+    kernels = _phase_kernels(scale).to(device=x.device, dtype=x.dtype)
+    r = UPSCALE_REACH
+    y = x.reshape(n * c, 1, h, w)
+    y = torch.cat([y[:, :, :r].flip(2), y, y[:, :, -r:].flip(2)], 2)  # symmetric padding (MATLAB's)
+    y = torch.nn.functional.conv2d(y, kernels[:, None, :, None])  # (NC, s, H, W): phase q of each row
+    y = y.permute(0, 2, 1, 3).reshape(n * c, 1, h * scale, w)
+    y = torch.cat([y[..., :r].flip(3), y, y[..., -r:].flip(3)], 3)
+    y = torch.nn.functional.conv2d(y, kernels[:, None, None, :])  # (NC, s, Hs, W)
+    return y.permute(0, 2, 3, 1).reshape(n, c, h * scale, w * scale)
 
 
 def imresize(

@@ -19,6 +19,7 @@ from PIL import Image
 
 from torch_sr.checkpoint.files import atomic_write
 from torch_sr.errors import TorchSRError
+from torch_sr.inference.defaults import CHROMA_SUBSAMPLING, DEFAULT_CHROMA, DEFAULT_QUALITY
 from torch_sr.inference.png16 import decode_png16, encode_png16
 
 # Output suffix -> Pillow format name.
@@ -143,10 +144,15 @@ def image_format(path: str | os.PathLike) -> str:
 
 
 def write_image(
-    path: str | os.PathLike, array: np.ndarray, icc_profile: bytes | None = None, quality: int = 95
+    path: str | os.PathLike,
+    array: np.ndarray,
+    icc_profile: bytes | None = None,
+    quality: int = DEFAULT_QUALITY,
+    chroma: str = DEFAULT_CHROMA,
 ) -> Path:
     """Write `array` atomically in the format named by the suffix, as close to it as the format allows.
 
+    `quality` (1-100) applies to JPEG and WebP, `chroma` ("444" or "420" subsampling) to JPEG.
     16 bits are kept in PNG (any channels) and TIFF (grey); elsewhere they become 8 bits. Channels
     the format lacks are added (grey -> RGB for WebP) or, for alpha in JPEG, flattened onto white;
     each reduction is warned about. The ICC profile is kept where the format stores one.
@@ -173,7 +179,7 @@ def write_image(
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     if fmt == "JPEG":
-        options["subsampling"] = 0  # 4:4:4 keeps the colour detail the model restored
+        options["subsampling"] = CHROMA_SUBSAMPLING[chroma]
     return _write(path, lambda f: im.save(f, format=fmt, **options))
 
 

@@ -17,8 +17,9 @@ from torch_sr.device import make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
 from torch_sr.inference.channels import fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+from torch_sr.inference.defaults import DEFAULT_TILE_OVERLAP
+from torch_sr.progress import progress_bar
 
-DEFAULT_TILE_OVERLAP = 32  # LR pixels shared by neighbouring tiles (capped at a quarter of the tile)
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
 
@@ -28,6 +29,7 @@ class Upscaler:
 
     `tile="auto"` tiles only when the image would not fit in the free memory of the device, with
     a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
+    `progress=True` shows a bar of the tiles of each image (with the time left) on a terminal.
     `precision` "fp16"/"bf16" runs under autocast on CUDA; on the CPU it is ignored with a
     warning unless `force_autocast=True` (CPU autocast is slow; meant for tests and experiments).
     A half-precision batch that comes out non-finite is recomputed in float32. An indexed CUDA
@@ -146,11 +148,9 @@ class Upscaler:
             batch = tiling.tiles_per_batch(tile, n, self._per_pixel(), budget)
         bar = None
         if self.progress:
-            from tqdm import tqdm
-
             ys, xs = tiling.tile_grid(h, w, tile, self.tile_overlap, self.size_multiple)
             count = len(ys) * len(xs)
-            bar = tqdm(total=count, unit="tile", leave=False, disable=count <= 1 or None)
+            bar = progress_bar(count, unit="tile", enabled=count > 1, leave=False)
         try:
             with torch.inference_mode():
                 return tiling.upscale_tiled(

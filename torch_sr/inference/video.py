@@ -25,19 +25,13 @@ import numpy as np
 
 from torch_sr.checkpoint.files import atomic_write
 from torch_sr.errors import TorchSRError
+from torch_sr.inference.defaults import CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES  # noqa: F401 (re-exported)
 from torch_sr.inference.image_io import write_image
 from torch_sr.inference.upscaler import Upscaler
+from torch_sr.progress import progress_bar
 
-# Inputs routed here by suffix (anything FFmpeg demuxes works; these are the common ones).
-VIDEO_SUFFIXES = (
-    ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".flv", ".wmv",
-    ".ogv", ".3gp",
-)
-# Output container (file suffix without the dot) -> FFmpeg muxer.
-CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "mov": "mov"}
 H264_ENCODERS = ("libx264", "libopenh264")  # in order of preference
 FALLBACK_ENCODER = "mpeg4"  # built into every FFmpeg
-DEFAULT_CRF = 18  # x264's "visually lossless" end: an upscale should not be spoiled by its encoding
 CRF_RANGE = {"libx264": 51, "libx265": 51, "libsvtav1": 63, "libvpx-vp9": 63}  # encoders with a `crf` option
 AUDIO_ENCODER = "aac"
 _NAMED_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
@@ -227,10 +221,8 @@ def _without_tile_bars(upscaler: Upscaler) -> Iterator[None]:
 
 
 def _frame_bar(video, enabled: bool):
-    """A tqdm bar counting frames, with the stream's frame count as total when the container knows it."""
-    from tqdm import tqdm
-
-    return tqdm(total=video.frames or None, unit="frame", disable=not enabled or None, leave=False)
+    """A bar counting frames (terminals only), out of the stream's frame count when the container knows it."""
+    return progress_bar(video.frames or None, unit="frame", enabled=enabled, leave=False)
 
 
 # -- audio ----------------------------------------------------------------------------------------

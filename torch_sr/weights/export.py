@@ -6,11 +6,12 @@ config (`meta`) and stores the tensors as float16: half the size, and the model 
 float32 (loading casts), so scores move by less than 0.001 dB (measured on default_x4: Set5 31.1792
 -> 31.1791). The shipped models in this folder were written this way.
 
-    python -m torch_sr.weights.export saved_models/..._final_model.pth default_x4.pth [--raw] [--float32]
+    torch-sr-export saved_models/..._final_model.pth default_x4.pth [--raw] [--float32]
+
+(`python -m torch_sr.weights.export ...` runs the same command.)
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,6 @@ import torch
 
 from torch_sr.checkpoint.files import refuse_existing
 from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
-from torch_sr.cli.common import reports_errors
 
 
 def export_model(
@@ -40,24 +40,7 @@ def export_model(
     return mf
 
 
-@reports_errors
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m torch_sr.weights.export",
-        description="Write one set of a model file's weights (EMA by default) as a small float16 model file.",
-    )
-    parser.add_argument("model", help="a model file or training checkpoint")
-    parser.add_argument("output", help="the file to write (.pth, or .safetensors by suffix; must not exist)")
-    parser.add_argument("--raw", action="store_true", help="the raw weights, not the EMA copy")
-    parser.add_argument("--float32", action="store_true", help="keep float32 tensors (twice the size)")
-    args = parser.parse_args(argv)
-    mf = export_model(args.model, args.output, prefer_ema=not args.raw, half=not args.float32)
-    n = sum(v.numel() for v in mf.state_dict.values())
-    kind = "raw" if args.raw else "EMA (raw where the file has no EMA)"
-    dtype = torch.float32 if args.float32 else torch.float16
-    print(f"{args.output}: {mf.arch}, {n / 1e6:.2f} M parameters, {kind} weights as {dtype}")
-    return 0
+if __name__ == "__main__":  # the command before `torch-sr-export`, kept for the model cards' commands
+    from torch_sr.cli.export import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

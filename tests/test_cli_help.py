@@ -1,0 +1,41 @@
+"""Every command answers `--help` at once: no torch (nor numpy, PIL) imported, and the exit statuses listed."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ("train", "test", "inference", "net_interpolation", "export")
+
+CHECK = """
+import contextlib, io, runpy, sys, time
+sys.argv = [{script!r}, "--help"]
+out = io.StringIO()
+start = time.perf_counter()
+with contextlib.redirect_stdout(out):
+    try:
+        {call}
+    except SystemExit as e:
+        assert e.code == 0, e.code
+heavy = [m for m in ("torch", "numpy", "PIL") if m in sys.modules]
+assert not heavy, f"--help imported {{heavy}}"
+print(out.getvalue())
+print(f"answered in {{time.perf_counter() - start:.3f}} s")
+"""
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("entry", ["console command", "root script"])
+def test_help_imports_no_torch_and_lists_the_exit_statuses(command, entry):
+    script = ROOT / f"{command}.py"
+    if entry == "console command":  # what `torch-sr-<command>` (setup.py) calls
+        call = f"from torch_sr.cli.{command} import main; main()"
+    else:
+        call = f"runpy.run_path({str(script)!r}, run_name='__main__')"
+    code = CHECK.format(script=str(script), call=call)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout and "exit status:" in result.stdout
+    statuses = [line.split()[0] for line in result.stdout.split("exit status:")[1].splitlines() if line.strip()[:1].isdigit()]
+    assert {"0", "2", "130"} <= set(statuses), statuses
