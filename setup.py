@@ -38,6 +38,7 @@ setup(
             "torch-sr-net-interpolation=torch_sr.cli.net_interpolation:main",
             "torch-sr-reproduce=torch_sr.cli.reproduce:main",
             "torch-sr-export=torch_sr.cli.export:main",
+            "torch-sr-deepen=torch_sr.cli.deepen:main",
         ]
     },
 )

@@ -66,7 +66,7 @@ def test_console_commands_of_setup_py_point_at_the_root_scripts_functions():
     root = Path(__file__).resolve().parents[1]
     commands = dict(re.findall(r'"(torch-sr-[\w-]+)=([\w.]+:main)"', (root / "setup.py").read_text()))
     scripts = {"torch-sr-train", "torch-sr-test", "torch-sr-inference", "torch-sr-net-interpolation"}
-    assert scripts <= set(commands) and {"torch-sr-reproduce", "torch-sr-export"} <= set(commands)
+    assert scripts <= set(commands) and {"torch-sr-reproduce", "torch-sr-export", "torch-sr-deepen"} <= set(commands)
     for command, target in commands.items():
         module = target.split(":")[0]
         script = root / (command.removeprefix("torch-sr-").replace("-", "_") + ".py")

@@ -24,8 +24,8 @@ RECIPES = Path("configs/recipes")
 # step name -> (how a user types it, the module whose `main(argv)` runs it)
 TOOLS: dict[str, tuple[str, str]] = {
     "train": ("python train.py", "torch_sr.cli.train"),
-    "deepen": ("python -m torch_sr.archs.deepen", "torch_sr.archs.deepen"),
-    "export": ("python -m torch_sr.weights.export", "torch_sr.weights.export"),
+    "deepen": ("torch-sr-deepen", "torch_sr.cli.deepen"),
+    "export": ("torch-sr-export", "torch_sr.cli.export"),
     "test": ("python test.py", "torch_sr.cli.test"),
 }
 WRITES = ("deepen", "export")  # steps whose second argument is the file they write

@@ -6,19 +6,13 @@ PReLU with slope 1, which is the identity too. The deeper model gives exactly th
 training (`init_weights`) continues from there. The shipped `default_x4` grew from 16 to 24, 32 and
 40 convs this way, and `gan_x4` was grown to match it so that the two can be blended (see their cards).
 
-    python -m torch_sr.archs.deepen trained.pth deeper.pth --every 2
+    torch-sr-deepen trained.pth deeper.pth --every 2
 """
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-
 import torch
 
-from torch_sr.checkpoint.files import refuse_existing
-from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
-from torch_sr.cli.common import reports_errors
+from torch_sr.checkpoint.model_file import ModelFile
 from torch_sr.errors import CheckpointError, TorchSRError
 
 
@@ -47,26 +41,3 @@ def deepen(mf: ModelFile, every: int = 2) -> ModelFile:
     out[f"body.{2 * len(layers)}.bias"] = sd[f"body.{2 * (n + 1)}.bias"]
     meta = {**mf.meta, "deepened_from": {"source": mf.source, "num_conv": n, "every": every}}
     return ModelFile(mf.arch, {**mf.hparams, "num_conv": len(layers) - 1}, out, meta, mf.source)
-
-
-@reports_errors
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m torch_sr.archs.deepen",
-        description="Write a deeper copy of a trained srvgg model that computes the same outputs "
-        "(for training on with init_weights).",
-    )
-    parser.add_argument("model", help="srvgg model file or training checkpoint (its EMA weights if it has them)")
-    parser.add_argument("output", help="where to write the deeper model (must not exist)")
-    parser.add_argument("--every", type=int, default=2, help="insert one identity layer after every N body convs")
-    parser.add_argument("--raw", action="store_true", help="take the raw weights even where an EMA copy exists")
-    args = parser.parse_args(argv)
-    refuse_existing(args.output)
-    deeper = deepen(read_model_file(args.model, prefer_ema=not args.raw), args.every)
-    save_model_file(deeper, Path(args.output))
-    print(f"{args.output}: {deeper.hparams['num_conv']} body convs (from {args.model})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,12 +8,10 @@ float32 (loading casts), so scores move by less than 0.001 dB (measured on defau
 
     torch-sr-export saved_models/..._final_model.pth default_x4.pth [--raw] [--float32]
 
-(`python -m torch_sr.weights.export ...` runs the same command.)
 """
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -38,9 +36,3 @@ def export_model(
         )
     save_model_file(mf, Path(output))
     return mf
-
-
-if __name__ == "__main__":  # the command before `torch-sr-export`, kept for the model cards' commands
-    from torch_sr.cli.export import main
-
-    sys.exit(main())
