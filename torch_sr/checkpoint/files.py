@@ -1,6 +1,7 @@
 """Safe reading and atomic writing of weight files (`.pth`/`.pt`/`.ckpt` and `.safetensors`)."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -13,11 +14,13 @@ from typing import IO, Any
 
 import torch
 
-from torch_sr.errors import CheckpointError
+from torch_sr.errors import CheckpointError, TorchSRError
 
 SAFETENSORS_SUFFIX = ".safetensors"
 # Bytes a weights file may declare beyond its own size (zip members, tensor views) before it is refused.
 INFLATION_SLACK = 1 << 20
+# Why a write fails for lack of room rather than because of what was written.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _umask() -> int:
@@ -26,12 +29,23 @@ def _umask() -> int:
     return mask
 
 
+def _storage_failure(e: BaseException | None) -> OSError | None:
+    """The disk-full (or quota, or file-size) error behind `e`, if that is why a write failed; torch.save
+    reports it as a RuntimeError whose context is the OSError."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file through `write(f)` into a temporary sibling, then rename it over `path`.
 
     An interrupted or failing write leaves the previous file (if any) untouched and no temporary
-    file behind. The file gets the permissions `open()` would give it (0666 less the umask), not
-    `mkstemp`'s owner-only 0600, so shared models stay readable by others.
+    file behind; a full disk is a `TorchSRError` naming the file and what was kept. The file gets
+    the permissions `open()` would give it (0666 less the umask), not `mkstemp`'s owner-only 0600,
+    so shared models stay readable by others.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,9 +58,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        full = _storage_failure(e)
+        if full is None:
+            raise
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
+        raise TorchSRError(f"{path}: could not be written ({full.strerror}); {kept}") from None
     return path
 
 

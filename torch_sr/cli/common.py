@@ -1,11 +1,13 @@
 """Pieces every command-line tool shares: error reporting and exit codes."""
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
 
 from torch_sr.errors import TorchSRError
+from torch_sr.pixel_limit import DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 
@@ -25,3 +27,14 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
             return 130
 
     return wrapper
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    """`--max-pixels N`: the largest image decoded (see `torch_sr.pixel_limit`); apply it with `set_max_pixels`."""
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse images of more than N pixels, from their header, before decoding (default: %(default)s)",
+    )
