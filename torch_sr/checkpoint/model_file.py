@@ -54,8 +54,9 @@ class ModelFile:
     source: str = ""
 
     def check(self) -> None:
-        """Refuse hyper-parameters that do not describe the tensors in the file, before anything is
-        allocated: the declared network is built on the `meta` device (shapes only) and compared."""
+        """Refuse non-finite weights, and hyper-parameters that do not describe the tensors in the file,
+        before anything is allocated: the declared network is built on the `meta` device (shapes only)
+        and compared."""
         bound = max([len(self.state_dict), 16, *(max(t.shape, default=1) for t in self.state_dict.values())])
         too_big = max(_ints(self.hparams), key=abs, default=0)
         if abs(too_big) > bound:
@@ -64,6 +65,9 @@ class ModelFile:
                 f"{self.source}: hyper-parameter value {shown} cannot describe its {len(self.state_dict)} tensors "
                 f"(none larger than {bound} in any dimension); the file is damaged or forged"
             )
+        broken = next((k for k, t in self.state_dict.items() if t.is_floating_point() and not t.isfinite().all()), None)
+        if broken is not None:
+            raise CheckpointError(f"{self.source}: tensor {broken!r} holds NaN or inf: the weights are broken")
         try:
             with torch.device("meta"):
                 skeleton = build_generator(self.arch, **self.hparams)

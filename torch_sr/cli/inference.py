@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch_sr.checkpoint.model_file import load_model
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, reports_errors
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, add_max_pixels_option, reports_errors
 from torch_sr.device import resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.image_io import read_image, write_image
-from torch_sr.inference.upscaler import DEFAULT_TILE_OVERLAP, Upscaler
+from torch_sr.inference.upscaler import DEFAULT_TILE_OVERLAP, NonFiniteOutputError, Upscaler
 from torch_sr.inference.video import (
     CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES, check_crf, choose_encoder, upscale_video, upscale_video_to_frames,
 )
+from torch_sr.pixel_limit import set_max_pixels
 from torch_sr.weights import MODELS, default_model_path, resolve_model
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="half precision (GPU)")
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 (GPU)")
     p.add_argument("--tta", action="store_true", help="x8 self-ensemble: 8 flips/transposes averaged (8x slower)")
+    add_max_pixels_option(p)
     p.set_defaults(precision="fp32")
     video = p.add_argument_group("videos")
     video.add_argument("--crf", type=int, default=DEFAULT_CRF,
@@ -94,7 +96,7 @@ class Job:
         Refuses to overwrite an input or an earlier output.
         """
         dst = (folder or self.out_dir or src.parent) / f"{src.stem}{self.suffix}{suffix}"
-        key = dst.resolve()
+        key = resolved(dst)
         if key in self.inputs:
             raise TorchSRError(f"{src}: its output {dst} would overwrite an input; use -o OUT_DIR or another --suffix")
         if key in self.claimed:
@@ -107,7 +109,11 @@ def upscale_image_file(src: Path, job: Job) -> Path:
     """Read, upscale and write one image, keeping bit depth, channels and colour profile."""
     image = read_image(src)
     dst = job.output_for(src, f".{job.format}" if job.format else src.suffix)
-    write_image(dst, job.upscaler.upscale_array(image.array), image.icc_profile)
+    try:
+        upscaled = job.upscaler.upscale_array(image.array)
+    except NonFiniteOutputError as e:
+        raise TorchSRError(f"{src}: {e}") from None
+    write_image(dst, upscaled, image.icc_profile)
     return dst
 
 
@@ -167,8 +173,17 @@ def collect_inputs(patterns: Sequence[str], skip_suffix: str = "") -> tuple[list
         files += found
     unique = {}
     for f in files:
-        unique.setdefault(f.resolve(), f)
+        unique.setdefault(resolved(f), f)
     return list(unique.values()), errors
+
+
+def resolved(path: Path) -> Path:
+    """`path.resolve()`, or the absolute path when it cannot be resolved (a symbolic link loop, reported
+    by name when the file is read)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -192,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         raise TorchSRError(f"--tile {args.tile}: must be a positive number of pixels")
     if args.tile_overlap < 0:
         raise TorchSRError(f"--tile-overlap {args.tile_overlap}: must be >= 0")
+    set_max_pixels(args.max_pixels)
     paths, errors = collect_inputs(args.inputs, args.suffix)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -215,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
     )
     job = Job(
-        upscaler, args.out_dir, args.suffix, args.format, frozenset(p.resolve() for p in paths),
+        upscaler, args.out_dir, args.suffix, args.format, frozenset(resolved(p) for p in paths),
         crf=args.crf, video_codec=args.video_codec, video_format=args.video_format, frames_dir=args.frames_dir,
     )
     done = 0
