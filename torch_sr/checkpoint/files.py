@@ -1,18 +1,26 @@
 """Safe reading and atomic writing of weight files (`.pth`/`.pt`/`.ckpt` and `.safetensors`)."""
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import re
+import stat
 import tempfile
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import torch
 
-from torch_sr.errors import CheckpointError
+from torch_sr.errors import CheckpointError, TorchSRError
 
 SAFETENSORS_SUFFIX = ".safetensors"
+# Bytes a weights file may declare beyond its own size (zip members, tensor views) before it is refused.
+INFLATION_SLACK = 1 << 20
+# Why a write fails for lack of room rather than because of what was written.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _umask() -> int:
@@ -21,12 +29,23 @@ def _umask() -> int:
     return mask
 
 
+def _storage_failure(e: BaseException | None) -> OSError | None:
+    """The disk-full (or quota, or file-size) error behind `e`, if that is why a write failed; torch.save
+    reports it as a RuntimeError whose context is the OSError."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file through `write(f)` into a temporary sibling, then rename it over `path`.
 
     An interrupted or failing write leaves the previous file (if any) untouched and no temporary
-    file behind. The file gets the permissions `open()` would give it (0666 less the umask), not
-    `mkstemp`'s owner-only 0600, so shared models stay readable by others.
+    file behind; a full disk is a `TorchSRError` naming the file and what was kept. The file gets
+    the permissions `open()` would give it (0666 less the umask), not `mkstemp`'s owner-only 0600,
+    so shared models stay readable by others.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +58,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        full = _storage_failure(e)
+        if full is None:
+            raise
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
+        raise TorchSRError(f"{path}: could not be written ({full.strerror}); {kept}") from None
     return path
 
 
@@ -64,36 +87,172 @@ def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, 
     return atomic_write(path, lambda f: f.write(data))
 
 
+def _file_size(path: Path) -> int:
+    """The size of the regular file `path`, or a `CheckpointError` saying why it cannot be read."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        dangling = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+        raise CheckpointError(f"model file not found: {path}{dangling}") from None
+    except OSError as e:  # e.g. a symbolic link loop, a permission error
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"model file not found: {path} (it is a directory)")
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file")
+    return st.st_size
+
+
+def _read_head(path: Path, n: int = 4096) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    for cut in range(4):  # the head may end inside a multi-byte character
+        try:
+            text = head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return all(ch.isprintable() or ch in "\t\n\r\f\v" for ch in text.lstrip("\ufeff"))
+    return False
+
+
+def describe_non_weights(head: bytes) -> str | None:
+    """What a file starting with `head` is, when it is clearly not a weights file (else None)."""
+    if not head:
+        return "an empty file"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the model itself: fetch the real file with `git lfs pull`"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip-compressed file: decompress it first"
+    if _looks_like_text(head):
+        start = head.lstrip().lower()
+        if start.startswith((b"<!doctype html", b"<html")):
+            return "an HTML page (a download that saved a web page instead of the file?)"
+        first = head.decode("utf-8", "replace").strip().splitlines()[0][:60]
+        return f"a text file starting with {first!r}"
+    return None
+
+
+def _file_kind(path: Path, size: int) -> str:
+    """'zip' (PyTorch's format), 'pickle' (legacy PyTorch) or 'safetensors', judged by content;
+    anything else is a `CheckpointError` saying what the file is."""
+    head = _read_head(path)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if len(head) > 8 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocol 2-5
+        return "pickle"
+    what = describe_non_weights(head)
+    if what is not None:
+        raise CheckpointError(f"{path}: not a model file: it is {what}")
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        raise CheckpointError(f"{path}: not a valid .safetensors file (its header is not a safetensors header)")
+    raise CheckpointError(
+        f"{path}: not a model file: its content is neither PyTorch's (zip or pickle) nor safetensors"
+    )
+
+
+def _check_zip(path: Path, size: int) -> None:
+    """Refuse a damaged zip container, or members that would inflate beyond the file's own size
+    (PyTorch stores them uncompressed), before `torch.load` allocates anything."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            declared = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged zip container: {e})") from None
+    if declared > size + INFLATION_SLACK:
+        raise CheckpointError(
+            f"{path}: refused: its zip members would inflate to {declared:,} bytes from a file of {size:,} "
+            "(PyTorch writes them uncompressed); re-save the weights with torch.save"
+        )
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Every tensor inside nested dicts, lists and tuples (iteratively: nesting depth costs no stack)."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set)):
+            stack.extend(item)
+
+
+def check_tensors(obj: Any, path: Path, size: int) -> None:
+    """Refuse tensors that are not plain dense arrays backed by their own data in the file:
+    sparse/quantized/complex ones, and views (e.g. stride 0) claiming more elements than their storage
+    holds, which would make a model built from their shapes far larger than the file."""
+    claimed = 0
+    for t in _tensors(obj):
+        if t.layout != torch.strided or t.is_quantized or t.is_complex() or t.device.type != "cpu":
+            kind = "sparse" if t.layout != torch.strided else "quantized" if t.is_quantized else str(t.dtype)
+            raise CheckpointError(f"{path}: holds a {kind} tensor; model weights are dense real tensors")
+        nbytes = t.numel() * t.element_size()
+        if nbytes > t.untyped_storage().nbytes():
+            raise CheckpointError(
+                f"{path}: refused: a tensor of shape {tuple(t.shape)} (stride {t.stride()}) claims {nbytes:,} "
+                f"bytes but its data in the file is {t.untyped_storage().nbytes():,} bytes"
+            )
+        claimed += nbytes
+    if claimed > 2 * size + INFLATION_SLACK:
+        raise CheckpointError(
+            f"{path}: refused: its tensors claim {claimed:,} bytes from a file of {size:,} (views sharing data)"
+        )
+
+
+def _unpickling_refusal(path: Path, e: pickle.UnpicklingError) -> CheckpointError:
+    message = str(e)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if found is None:  # PyTorch's own explanation precedes the reason, which follows "WeightsUnpickler error:"
+        reason = message.partition("WeightsUnpickler error:")[2].strip() or message.strip()
+        detail = reason.splitlines()[0][:200] if reason else type(e).__name__
+        return CheckpointError(f"{path}: not a readable PyTorch weights file (damaged or unsupported: {detail})")
+    return CheckpointError(
+        f"{path}: refused to load: the file contains pickled Python objects other than tensors and "
+        f"plain containers ({found.group(1)}), and loading it could execute code. If you trust its "
+        "source, re-save just its weights: torch.save(model.state_dict(), 'clean.pth')."
+    )
+
+
 def read_weights(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
-    """Load a weights file without executing pickled code.
+    """Load a weights file without executing pickled code, with memory bounded by the file's size.
 
     Returns the loaded object (for `.safetensors`, the dict of tensors) and the safetensors
     metadata (empty for torch files). Files that would need arbitrary Python objects to unpickle
-    are refused.
+    are refused; so is anything that is not a weights file (text, HTML, a Git LFS pointer), is
+    damaged, or declares more data than it holds. Every failure is a `CheckpointError` naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        hint = " (it is a directory)" if path.is_dir() else ""
-        raise CheckpointError(f"model file not found: {path}{hint}")
-    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+    size = _file_size(path)
+    kind = _file_kind(path, size)
+    if kind == "safetensors":
         from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 metadata = dict(f.metadata() or {})
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except (SafetensorError, OSError, ValueError) as e:
+        except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as e:
             raise CheckpointError(f"{path}: not a valid .safetensors file ({e})") from None
         return tensors, metadata
+    if kind == "zip":
+        _check_zip(path, size)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: refused to load: the file contains pickled Python objects other than tensors and "
-            f"plain containers, and loading it could execute code ({first_line}). If you trust its "
-            f"source, re-save just its weights: torch.save(model.state_dict(), 'clean.pth')."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({e})") from None
+        raise _unpickling_refusal(path, e) from None
+    except MemoryError:
+        raise CheckpointError(f"{path}: refused: it declares more data than fits in memory") from None
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in arbitrary ways (KeyError, IndexError, ...)
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {detail})") from None
+    check_tensors(obj, path, size)
     return obj, {}

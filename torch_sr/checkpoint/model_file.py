@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from torch_sr.archs.registry import GENERATORS, build_generator
 from torch_sr.checkpoint import rrdb_layouts
 from torch_sr.checkpoint.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
 from torch_sr.errors import CheckpointError
+from torch_sr.weights import resolve_model
 
 FORMAT_KEY = "torch_sr_format"
 FORMAT_VERSION = 1
@@ -52,18 +53,51 @@ class ModelFile:
     meta: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
+    def check(self) -> None:
+        """Refuse non-finite weights, and hyper-parameters that do not describe the tensors in the file,
+        before anything is allocated: the declared network is built on the `meta` device (shapes only)
+        and compared."""
+        bound = max([len(self.state_dict), 16, *(max(t.shape, default=1) for t in self.state_dict.values())])
+        too_big = max(_ints(self.hparams), key=abs, default=0)
+        if abs(too_big) > bound:
+            shown = str(too_big) if len(str(too_big)) <= 20 else f"a {len(str(too_big))}-digit number"
+            raise CheckpointError(
+                f"{self.source}: hyper-parameter value {shown} cannot describe its {len(self.state_dict)} tensors "
+                f"(none larger than {bound} in any dimension); the file is damaged or forged"
+            )
+        broken = next((k for k, t in self.state_dict.items() if t.is_floating_point() and not t.isfinite().all()), None)
+        if broken is not None:
+            raise CheckpointError(f"{self.source}: tensor {broken!r} holds NaN or inf: the weights are broken")
+        try:
+            with torch.device("meta"):
+                skeleton = build_generator(self.arch, **self.hparams)
+        except Exception as e:  # noqa: BLE001 - constructors reject bad values with any exception type
+            raise CheckpointError(f"{self.source}: cannot build {self.arch} with {self.hparams}: {e}") from None
+        check_state_dict_fits(skeleton, self.state_dict, self.source)
+
     def build(self) -> nn.Module:
         """Instantiate the architecture and load the weights, with readable errors on mismatch."""
-        try:
-            model = build_generator(self.arch, **self.hparams)
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.source}: cannot build {self.arch} with {self.hparams}: {e}") from None
-        load_state_dict_checked(model, self.state_dict, self.source)
+        self.check()
+        model = build_generator(self.arch, **self.hparams)
+        model.load_state_dict(self.state_dict)
         return model
 
 
-def load_state_dict_checked(model: nn.Module, sd: StateDict, source: str = "state dict") -> None:
-    """`model.load_state_dict(sd)` that explains a mismatch in one sentence instead of a key dump."""
+def _ints(value: Any) -> Iterator[int]:
+    """The integers in nested hyper-parameter values (booleans are not counted)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def check_state_dict_fits(model: nn.Module, sd: StateDict, source: str = "state dict") -> None:
+    """Raise a `CheckpointError` explaining in one sentence how `sd` does not fit `model` (any device)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
@@ -82,11 +116,20 @@ def load_state_dict_checked(model: nn.Module, sd: StateDict, source: str = "stat
             parts.append(f"{len(unexpected)} tensor(s) in the file are unknown to the model, e.g. {unexpected[0]!r}")
         hp = getattr(model, "hparams", {})
         raise CheckpointError(f"{source}: weights do not fit {type(model).__name__}({hp}): " + "; ".join(parts))
+
+
+def load_state_dict_checked(model: nn.Module, sd: StateDict, source: str = "state dict") -> None:
+    """`model.load_state_dict(sd)` that explains a mismatch in one sentence instead of a key dump."""
+    check_state_dict_fits(model, sd, source)
     model.load_state_dict(sd)
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def unwrap_state_dict(obj: Any, source: str = "file") -> StateDict:
@@ -96,7 +139,7 @@ def unwrap_state_dict(obj: Any, source: str = "file") -> StateDict:
             break
         if not isinstance(obj, dict):
             raise CheckpointError(f"{source}: expected a dict of tensors, found {type(obj).__name__}")
-        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        key = next((k for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
         if key is None:
             found = ", ".join(repr(k) for k in list(obj)[:8])
             raise CheckpointError(
@@ -139,43 +182,77 @@ def _own_file(obj: dict[str, Any], source: str, prefer_ema: bool) -> ModelFile:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(f"{source}: torch_sr file format {version!r} is newer than this library supports")
     arch = obj.get("arch")
-    if arch not in GENERATORS:
+    if not isinstance(arch, str) or arch not in GENERATORS:
         raise CheckpointError(f"{source}: unknown architecture {arch!r}; known: {', '.join(sorted(GENERATORS))}")
-    sd = obj.get("state_dict_ema") if prefer_ema and obj.get("state_dict_ema") else obj.get("state_dict")
+    ema = obj.get("state_dict_ema")
+    sd = ema if prefer_ema and _is_state_dict(ema) else obj.get("state_dict")
     if not _is_state_dict(sd):
-        raise CheckpointError(f"{source}: torch_sr file without a 'state_dict' of tensors")
-    return ModelFile(arch, dict(obj.get("hparams") or {}), dict(sd), dict(obj.get("meta") or {}), source)
+        raise CheckpointError(f"{source}: torch_sr file without a 'state_dict' of named tensors")
+    hparams, meta = obj.get("hparams") or {}, obj.get("meta") or {}
+    for key, value in (("hparams", hparams), ("meta", meta)):
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise CheckpointError(
+                f"{source}: corrupt torch_sr file: {key!r} is a {type(value).__name__}, not a dict with string keys"
+            )
+    return ModelFile(arch, dict(hparams), dict(sd), dict(meta), source)
 
 
-def read_model_file(path: str | os.PathLike, prefer_ema: bool = True) -> ModelFile:
-    """Read any supported weights file into a canonical `ModelFile` (no model is built)."""
-    source = str(path)
-    obj, metadata = read_weights(path)
+def _metadata_json(metadata: dict[str, str], key: str, source: str) -> Any:
+    try:
+        return json.loads(metadata.get(key, "{}"))
+    except (ValueError, RecursionError) as e:
+        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise CheckpointError(f"{source}: corrupt torch_sr metadata {key!r} ({detail})") from None
+
+
+def _describe(obj: Any, metadata: dict[str, str], source: str, prefer_ema: bool) -> ModelFile:
     if FORMAT_KEY in metadata:  # our safetensors: description in the metadata
         try:
-            described = {
-                FORMAT_KEY: int(metadata[FORMAT_KEY]),
-                "arch": metadata.get("arch"),
-                "hparams": json.loads(metadata.get("hparams", "{}")),
-                "meta": json.loads(metadata.get("meta", "{}")),
-                "state_dict": obj,
-            }
-        except ValueError as e:
-            raise CheckpointError(f"{source}: corrupt torch_sr metadata ({e})") from None
+            version = int(metadata[FORMAT_KEY])
+        except ValueError:
+            raise CheckpointError(f"{source}: corrupt torch_sr metadata {FORMAT_KEY!r}") from None
+        described = {
+            FORMAT_KEY: version,
+            "arch": metadata.get("arch"),
+            "hparams": _metadata_json(metadata, "hparams", source),
+            "meta": _metadata_json(metadata, "meta", source),
+            "state_dict": obj,
+        }
         return _own_file(described, source, prefer_ema)
     if isinstance(obj, dict) and FORMAT_KEY in obj:
         return _own_file(obj, source, prefer_ema)
     return describe_state_dict(unwrap_state_dict(obj, source), source)
 
 
+def read_model_file(path: str | os.PathLike, prefer_ema: bool = True) -> ModelFile:
+    """Read any supported weights file into a canonical `ModelFile` whose hyper-parameters are checked
+    against its tensors (no model is built). `path` may be a shipped model's name (`default_x4`).
+
+    Every failure is a `CheckpointError` naming the file.
+    """
+    path = resolve_model(path, strict=True)
+    source = str(path)
+    obj, metadata = read_weights(path)
+    try:
+        mf = _describe(obj, metadata, source, prefer_ema)
+        mf.check()
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged content fails the shape readers in arbitrary ways
+        raise CheckpointError(f"{source}: damaged model file: its content does not fit its format ({type(e).__name__}: {e})") from None
+    return mf
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", prefer_ema: bool = True) -> nn.Module:
-    """Load a generator from any supported file, in eval mode on `device`.
+    """Load a generator from any supported file, or a shipped model by name (`default_x4`), in eval
+    mode on `device`.
 
     The returned module carries `.hparams`, `.scale` and `.meta` (what the file recorded about
     its training, empty for foreign files).
     """
     mf = read_model_file(path, prefer_ema=prefer_ema)
-    model = mf.build()
+    model = build_generator(mf.arch, **mf.hparams)
+    model.load_state_dict(mf.state_dict)
     model.meta = mf.meta
     return model.to(device).eval()
 

@@ -12,6 +12,7 @@ import textwrap
 from collections.abc import Callable, Mapping, Sequence
 
 from torch_sr.errors import TorchSRError
+from torch_sr.pixel_limit import DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
@@ -54,3 +55,14 @@ class HelpFormatter(argparse.HelpFormatter):
             hang = lead + " " * (code.end() if code else 0)
             lines.append(textwrap.fill(body, width, initial_indent=lead, subsequent_indent=hang) if body else "")
         return "\n".join(lines)
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
+    """`--max-pixels N`: the largest image decoded (see `torch_sr.pixel_limit`); apply it with `set_max_pixels`."""
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse images of more than N pixels, from their header, before decoding (default: %(default)s)",
+    )

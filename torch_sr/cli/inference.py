@@ -18,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import (
+    EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
+)
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import (
     CHROMA_SUBSAMPLING, CONTAINERS, DEFAULT_CHROMA, DEFAULT_CRF, DEFAULT_QUALITY, DEFAULT_TILE_OVERLAP, VIDEO_SUFFIXES,
 )
+from torch_sr.pixel_limit import set_max_pixels
 from torch_sr.weights import MODELS, default_model_path, resolve_model
 
 if TYPE_CHECKING:
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="half precision (GPU)")
     precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 (GPU)")
     p.add_argument("--tta", action="store_true", help="x8 self-ensemble: 8 flips/transposes averaged (8x slower)")
+    add_max_pixels_option(p)
     p.set_defaults(precision="fp32")
     video = p.add_argument_group("videos")
     video.add_argument("--crf", type=int, default=DEFAULT_CRF,
@@ -136,7 +140,7 @@ class Job:
         base = folder or self.out_dir
         parent = base / self.subfolders.get(src, Path()) if base is not None else src.parent
         dst = parent / f"{src.stem}{self.suffix}{suffix}"
-        key = dst.resolve()
+        key = resolved(dst)
         if key in self.inputs:
             raise TorchSRError(f"{src}: its output {dst} would overwrite an input; use -o OUT_DIR or another --suffix")
         if key in self.claimed:
@@ -148,10 +152,15 @@ class Job:
 def upscale_image_file(src: Path, job: Job) -> Path:
     """Read, upscale and write one image, keeping bit depth, channels and colour profile."""
     from torch_sr.inference.image_io import read_image, write_image
+    from torch_sr.inference.upscaler import NonFiniteOutputError
 
     image = read_image(src)
     dst = job.output_for(src, f".{job.format}" if job.format else src.suffix)
-    write_image(dst, job.upscaler.upscale_array(image.array), image.icc_profile, quality=job.quality, chroma=job.chroma)
+    try:
+        upscaled = job.upscaler.upscale_array(image.array)
+    except NonFiniteOutputError as e:
+        raise TorchSRError(f"{src}: {e}") from None
+    write_image(dst, upscaled, image.icc_profile, quality=job.quality, chroma=job.chroma)
     return dst
 
 
@@ -234,7 +243,7 @@ def collect_inputs(
         files += found
     unique: dict[Path, tuple[Path, Path]] = {}
     for f, sub in files:
-        unique.setdefault(f.resolve(), (f, sub))
+        unique.setdefault(resolved(f), (f, sub))
     return dict(unique.values()), errors
 
 
@@ -243,6 +252,15 @@ def _fixed_start(pattern: str) -> Path:
     parts = Path(pattern).parts
     fixed = next((i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")), len(parts))
     return Path(*parts[:fixed]) if fixed else Path()
+
+
+def resolved(path: Path) -> Path:
+    """`path.resolve()`, or the absolute path when it cannot be resolved (a symbolic link loop, reported
+    by name when the file is read)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -272,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
         raise TorchSRError(f"--tile {args.tile}: must be a positive number of pixels")
     if args.tile_overlap < 0:
         raise TorchSRError(f"--tile-overlap {args.tile_overlap}: must be >= 0")
+    set_max_pixels(args.max_pixels)
     paths, errors = collect_inputs(args.inputs, args.suffix, recursive=args.recursive)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -295,7 +314,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
     )
     job = Job(
-        upscaler, args.out_dir, args.suffix, args.format, frozenset(p.resolve() for p in paths),
+        upscaler, args.out_dir, args.suffix, args.format, frozenset(resolved(p) for p in paths),
         crf=args.crf, video_codec=args.video_codec, video_format=args.video_format, frames_dir=args.frames_dir,
         quality=args.quality, chroma=args.chroma, subfolders=paths,
     )

@@ -18,8 +18,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
+from torch_sr.pixel_limit import set_max_pixels
 
 DISPLAY_NAMES = {"div2k": "DIV2K", "bsds500": "BSDS500", "set5": "Set5", "set14": "Set14"}
 DEFAULT_FIGURE_DIR = Path("test_results")
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", action="store_true", help="never download a missing dataset")
     p.add_argument("--lpips", action="store_true", help="also score LPIPS (needs the optional lpips package)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH ('-': to stdout, no tables)")
+    add_max_pixels_option(p)
     return p
 
 
@@ -209,6 +211,7 @@ def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_max_pixels(args.max_pixels)
     from torch_sr.data.catalogue import resolve_images
     from torch_sr.data.datasets import SREvalDataset
     from torch_sr.evaluation import comparison_table, evaluate

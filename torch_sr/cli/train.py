@@ -37,6 +37,20 @@ def _non_negative(value: str) -> int:
     return n
 
 
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def check_output_folder(folder: Path, option: str) -> None:
+    """Refuse, before any work, a folder to write into that is a file (or lies under one)."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is" if parent == folder else f"lies under {parent}, which is"
+                raise TorchSRError(f"{option} {folder}: {where} a file, not a folder; choose another {option}")
+            return
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
@@ -121,23 +135,34 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from torch_sr.checkpoint.files import STORAGE_ERRNOS
     from torch_sr.config.validate import load_config
     from torch_sr.device import resolve_device
+    from torch_sr.training.checkpointing import remove_interrupted_writes
     from torch_sr.training.resume import find_checkpoint, resume_config
     from torch_sr.training.run import train
     from torch_sr.training.session import TrainingStopped, TrainOptions
 
     cfg = load_config(args.config) if args.config is not None else None
-    path = find_checkpoint(args.load_checkpoint, args.resume, args.output_dir)
+    check_output_folder(args.output_dir, "--output-dir")
+    stale = remove_interrupted_writes(args.output_dir) if args.output_dir.is_dir() else []
+    if stale:
+        print(f"removed {len(stale)} temporary file(s) of interrupted saves: {', '.join(p.name for p in stale)}",
+              file=sys.stderr)  # fmt: skip
+    found = find_checkpoint(args.load_checkpoint, args.resume, args.output_dir, warn=_warn)
     checkpoint = None
-    if path is not None:
-        cfg, checkpoint = resume_config(path, cfg)
+    if found is not None:
+        path, checkpoint = found
+        cfg, checkpoint, changed = resume_config(path, cfg, checkpoint)
         print(f"continuing {path}", file=sys.stderr)
+        for key, (old, new) in changed.items():
+            print(f"  {key}: {old!r} -> {new!r} (changed by {args.config})", file=sys.stderr)
     elif cfg is None:
         where = f"no checkpoint in {args.output_dir} to resume; " if args.resume else ""
         raise TorchSRError(f"{where}give a CONFIG file to start a run")
     elif args.resume:
         print(f"no checkpoint in {args.output_dir}: starting a new run", file=sys.stderr)
+    check_output_folder(Path(cfg.logging.dir), "logging/dir")
     device = resolve_device(args.device)
     if args.autocast and device.type != "cuda":
         warnings.warn("--autocast needs CUDA; training in float32 on the CPU", stacklevel=1)
@@ -162,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingStopped as e:
         print(e, file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            raise
+        where = e.filename or f"a file under {args.output_dir} or {cfg.logging.dir}"
+        raise TorchSRError(f"{where}: could not be written ({e.strerror}); the checkpoints written so far are kept") from None
     for final in result.final_models:
         print(f"final model: {final}")
     return EXIT_OK

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union
 
 _SEQUENCES = (list, collections.abc.Sequence, collections.abc.MutableSequence)
 _MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+INT_LIMIT = 2**63 - 1  # what a 64-bit integer holds: larger values overflow torch and numpy later
 _NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 _PLURALS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
 
@@ -126,6 +127,9 @@ def convert(value: Any, tp: Any, rng: Range | None = None) -> Any:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > INT_LIMIT:
+                shown = show(value) if len(str(value)) <= 30 else f"a {len(str(abs(value)))}-digit integer"
+                raise InvalidValue(f"{shown} is out of range: integers here are at most {INT_LIMIT} (2^63 - 1)")
             return _in_range(value, rng)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

@@ -57,6 +57,10 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         data = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: objects or lists nested too deeply; a config is a few levels deep") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise ConfigError(f"{path}: {str(e).split(';')[0]}; no config value needs that many digits") from None
     return validate_config(data, str(path))
 
 

@@ -1,9 +1,11 @@
 """Fetching dataset archives: download, verify, extract into a temporary folder, rename into place.
 
 Nothing half-done is ever left where the catalogue looks: a download grows in a temporary file that
-is renamed only once its size (and sha256, where we know it) check out; an archive is extracted
-into a temporary folder beside the destination, its image folders are counted, and only then are
-they renamed into place. A broken archive or a wrong count removes the temporary folder.
+is renamed only once its size (and sha256, where we know it) check out, and is abandoned when it
+misses its deadline or minimum rate (`Pace`); an archive's members are counted and sized first, it
+is extracted into a temporary folder beside the destination, its image folders are counted and their
+images' declared sizes checked, and only then are they renamed into place. A broken archive, a bomb
+or a wrong count removes the temporary folder.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from torch_sr.checkpoint.files import atomic_write
-from torch_sr.data.image_files import list_images
+from torch_sr.data.image_files import image_info, list_images
 from torch_sr.errors import DatasetError
 
 CHUNK = 1 << 20
@@ -44,7 +47,36 @@ class Archive:
     size: int | None = None
 
 
-def _copy_verified(response: IO[bytes], out: IO[bytes], archive: Archive, total: int | None, progress: bool) -> None:
+@dataclass(frozen=True)
+class Pace:
+    """How long a download may take: each read waits at most `read_timeout` s, the whole download at most
+    `deadline` s, and every `window` s it must have averaged at least `min_rate` bytes/s (a server that
+    trickles a byte now and then would otherwise hold it open forever)."""
+
+    read_timeout: float = 60.0
+    deadline: float = 6 * 3600.0
+    min_rate: float = 10_000.0
+    window: float = 60.0
+
+    def check(self, url: str, started: float, window_start: float, window_bytes: int, now: float) -> bool:
+        """Raise a `DatasetError` when the download is over its deadline or too slow; True when a new
+        rate window begins."""
+        if now - started > self.deadline:
+            raise DatasetError(f"download of {url} took longer than {self.deadline:g} s; run again to retry")
+        elapsed = now - window_start
+        if elapsed < self.window:
+            return False
+        if window_bytes / elapsed < self.min_rate:
+            raise DatasetError(
+                f"download of {url} is too slow: {window_bytes / elapsed:,.0f} bytes/s over the last {elapsed:.0f} s, "
+                f"under {self.min_rate:,.0f}; run again later to retry"
+            )
+        return True
+
+
+def _copy_verified(
+    response: IO[bytes], out: IO[bytes], archive: Archive, total: int | None, progress: bool, pace: Pace = Pace()
+) -> None:
     digest = hashlib.sha256()
     received = 0
     bar = None
@@ -52,13 +84,20 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], archive: Archive, total:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="B", unit_scale=True, desc=archive.filename, file=sys.stderr)
+    started = window_start = time.monotonic()
+    window_bytes = 0
+    read = getattr(response, "read1", response.read)  # what has arrived, without waiting for a full chunk
     try:
-        while chunk := response.read(CHUNK):
+        while chunk := read(CHUNK):
             out.write(chunk)
             digest.update(chunk)
             received += len(chunk)
+            window_bytes += len(chunk)
             if bar is not None:
                 bar.update(len(chunk))
+            now = time.monotonic()
+            if pace.check(archive.url, started, window_start, window_bytes, now):
+                window_start, window_bytes = now, 0
     finally:
         if bar is not None:
             bar.close()
@@ -74,16 +113,17 @@ def _copy_verified(response: IO[bytes], out: IO[bytes], archive: Archive, total:
         )
 
 
-def download(archive: Archive, dest: Path, progress: bool = False, timeout: float = 60.0) -> Path:
-    """Download `archive.url` to `dest` (atomically, verified).
+def download(archive: Archive, dest: Path, progress: bool = False, pace: Pace = Pace()) -> Path:
+    """Download `archive.url` to `dest` (atomically, verified, within `pace`); nothing is left on failure.
 
-    Network failures raise `OSError` (`urllib.error.URLError`) or `http.client.HTTPException`.
+    Network failures raise `OSError` (`urllib.error.URLError`) or `http.client.HTTPException`; a
+    download over its deadline or under its minimum rate, a `DatasetError`.
     """
     print(f"downloading {archive.url} -> {dest}", file=sys.stderr)
-    with urllib.request.urlopen(archive.url, timeout=timeout) as response:
+    with urllib.request.urlopen(archive.url, timeout=pace.read_timeout) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
-        return atomic_write(dest, lambda out: _copy_verified(response, out, archive, total, progress))
+        return atomic_write(dest, lambda out: _copy_verified(response, out, archive, total, progress, pace))
 
 
 def _extract_all(path: Path, into: Path) -> None:
@@ -102,6 +142,37 @@ def _extract_all(path: Path, into: Path) -> None:
             if not (member.isfile() or member.isdir()) or into.resolve() not in (target, *target.parents):
                 raise tarfile.TarError(f"unsafe member {member.name!r}")
         tf.extractall(into)
+
+
+def _check_members(path: Path, archive: Archive) -> None:
+    """Count and size the archive's members before extracting: image archives barely compress, so
+    members inflating to far more than the archive, or far more files than the images expected,
+    are refused (an archive of a few KB must not fill the disk)."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            sizes = [info.file_size for info in zf.infolist()]
+    else:
+        with tarfile.open(path, "r:*") as tf:
+            sizes = [m.size for m in tf.getmembers()]
+    expected = sum(count for _, count in archive.folders.values())
+    max_bytes = 2 * path.stat().st_size + (64 << 20)
+    max_count = 2 * expected + 1000
+    if len(sizes) > max_count or sum(sizes) > max_bytes:
+        raise DatasetError(
+            f"{path}: refused: its {len(sizes):,} members would inflate to {sum(sizes):,} bytes (at most {max_count:,} "
+            f"members and {max_bytes:,} bytes expected of {archive.filename}); delete it and run again"
+        )
+
+
+def _check_images(path: Path, folder: Path, inner: str) -> None:
+    """Every extracted image must be readable within the pixel limit (from its header)."""
+    for image in list_images(folder):
+        try:
+            image_info(image)
+        except DatasetError as e:
+            reason = str(e).split(": ", 1)[-1]
+            raise DatasetError(f"{path}: {inner}/{image.name} inside the archive: {reason}") from None
 
 
 def extract(archive: Archive, path: Path, root: Path) -> None:
@@ -123,6 +194,7 @@ def extract(archive: Archive, path: Path, root: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".extract-{archive.filename}-"))
     try:
         try:
+            _check_members(path, archive)
             _extract_all(path, tmp)
         except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError) as e:
             raise DatasetError(
@@ -136,6 +208,7 @@ def extract(archive: Archive, path: Path, root: Path) -> None:
                     f"{path}: expected {count} images in {inner}/ inside the archive, found {found}; the file is "
                     f"not the expected {archive.filename} (from {archive.url})"
                 )
+            _check_images(path, tmp / inner, inner)
         for inner, (target, count) in pending.items():
             target.parent.mkdir(parents=True, exist_ok=True)
             try:

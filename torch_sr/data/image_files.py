@@ -1,15 +1,18 @@
 """Finding and decoding dataset images: upright uint8 arrays, and errors that name the broken file.
 
 Images are turned upright by their EXIF orientation, as `torch_sr.inference.image_io` reads them
-for inference, so a photo is the same image in training, evaluation and inference.
+for inference, so a photo is the same image in training, evaluation and inference. Images larger
+than the pixel limit (`torch_sr.pixel_limit`) are refused from their header, before decoding.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from torch_sr.errors import DatasetError
+from torch_sr.pixel_limit import bomb_message, check_pixels
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 _ORIENTATION_TAG = 0x0112
@@ -28,12 +31,30 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
-def image_info(path: Path) -> tuple[int, int, bool]:
-    """(height, width, is_grayscale) of the upright image, from the file header only."""
-    from PIL import Image, UnidentifiedImageError
+def _open(path: Path) -> "PIL.Image.Image":  # noqa: F821
+    """`Image.open` within the pixel limit (checked from the header, before any decoding)."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides
+            im = Image.open(path)
+    except Image.DecompressionBombError:
+        raise DatasetError(bomb_message(path)) from None
+    try:
+        check_pixels(path, im.width, im.height, DatasetError)
+    except DatasetError:
+        im.close()
+        raise
+    return im
+
+
+def image_info(path: Path) -> tuple[int, int, bool]:
+    """(height, width, is_grayscale) of the upright image, from the file header only."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with _open(path) as im:
             h, w = im.height, im.width
             if im.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):  # stored rotated by 90 degrees
                 h, w = w, h
@@ -52,7 +73,7 @@ def read_image(path: Path, channels: int = 3) -> np.ndarray:
     if channels not in (1, 3):
         raise DatasetError(f"img_channels must be 1 or 3, got {channels}")
     try:
-        with Image.open(path) as im:
+        with _open(path) as im:
             im = ImageOps.exif_transpose(im)
             im.load()
             if im.mode in ("I", "I;16", "I;16B", "I;16L"):

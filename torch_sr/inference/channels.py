@@ -3,7 +3,8 @@
 BT.601 YCbCr on the studio range, as the SR papers and MATLAB `rgb2ycbcr` compute it (Y in
 [16, 235] / 255): Y-only models are trained on exactly this Y. Alpha handling follows the
 straight-alpha rule: the colour of a fully transparent pixel is undefined (often black), so it is
-filled from its visible neighbours before upscaling, or it would bleed dark fringes into edges.
+filled from its visible neighbours before upscaling, or it would bleed dark fringes into edges; the
+upscaled alpha stays exactly 0 / 1 where bicubic alpha is (`confine_alpha`).
 """
 from __future__ import annotations
 
@@ -57,3 +58,17 @@ def fill_transparent(colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         coarse = F.interpolate(filled, size=c.shape[-2:], mode="nearest")
         filled = torch.where(a > 0, c / a.clamp_min(1e-12), coarse)
     return torch.where(alpha > 0, colour, filled)
+
+
+# Bicubic alpha within this of 0 or 1 counts as fully transparent or opaque (under half an 8-bit step).
+ALPHA_TOLERANCE = 1e-3
+
+
+def confine_alpha(alpha_sr: torch.Tensor, alpha_lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The model's upscaled alpha, kept exactly transparent where bicubic alpha is transparent and
+    exactly opaque where it is opaque: a model trained on photos rings around a hard alpha edge (a
+    faint ghost outline outside the shape, a dip inside), which composited shows as a line. The model
+    shapes only the edge band, where bicubic alpha is partial."""
+    bicubic = F.interpolate(alpha_lr, scale_factor=scale, mode="bicubic", align_corners=False)
+    confined = torch.where(bicubic <= ALPHA_TOLERANCE, torch.zeros_like(alpha_sr), alpha_sr)
+    return torch.where(bicubic >= 1 - ALPHA_TOLERANCE, torch.ones_like(alpha_sr), confined)

@@ -21,6 +21,7 @@ from torch_sr.checkpoint.files import atomic_write
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import CHROMA_SUBSAMPLING, DEFAULT_CHROMA, DEFAULT_QUALITY
 from torch_sr.inference.png16 import decode_png16, encode_png16
+from torch_sr.pixel_limit import bomb_message, check_pixels
 
 # Output suffix -> Pillow format name.
 FORMATS = {
@@ -38,9 +39,7 @@ _CHANNELS = {"PNG": {1, 2, 3, 4}, "TIFF": {1, 2, 3, 4}, "JPEG": {1, 3}, "WEBP": 
 _KEEPS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _ORIENTATION_TAG = 0x0112
-_READ_ERRORS = (
-    OSError, ValueError, SyntaxError, RuntimeError, EOFError, struct.error, zlib.error, Image.DecompressionBombError
-)
+_READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, EOFError, struct.error, zlib.error)
 
 
 class ImageFileError(TorchSRError):
@@ -56,12 +55,26 @@ class ImageFile:
 
 
 def read_image(path: str | os.PathLike) -> ImageFile:
-    """Read any image Pillow knows (PNG, JPEG, WebP, BMP, TIFF, ...) as upright uint8/uint16 pixels."""
+    """Read any image Pillow knows (PNG, JPEG, WebP, BMP, TIFF, ...) as upright uint8/uint16 pixels.
+
+    Images over the pixel limit (`torch_sr.pixel_limit`, checked from the header) and animated
+    images (GIF, WebP, APNG: refused rather than silently reduced to their first frame) are errors.
+    """
     path = Path(path)
     if path.is_dir():
         raise ImageFileError(f"{path}: is a folder, not an image")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixel limit decides
+            opened = Image.open(path)
+        with opened as im:
+            check_pixels(path, im.width, im.height, ImageFileError)
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise ImageFileError(
+                    f"{path}: an animated image ({frames} frames); upscale it as a video (e.g. convert it with "
+                    "`ffmpeg -i in.gif out.mp4`) or save the frame you want as a still image"
+                )
             icc = im.info.get("icc_profile") or None
             orientation = im.getexif().get(_ORIENTATION_TAG, 1)
             if im.format == "PNG" and _is_png16_colour(path):
@@ -70,6 +83,8 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                 array, icc = _pil_to_array(im, path, icc)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
+    except Image.DecompressionBombError:
+        raise ImageFileError(bomb_message(path)) from None
     except ImageFileError:
         raise
     except _READ_ERRORS as e:

@@ -90,9 +90,12 @@ def decode_png16(data: bytes) -> np.ndarray:
         raise ValueError("interlaced 16-bit PNGs are not supported; save the image without interlacing")
     c = CHANNELS[colour_type]
     bpp = 2 * c
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    if raw.size != h * (1 + w * bpp):
-        raise ValueError(f"PNG image data holds {raw.size} bytes, expected {h * (1 + w * bpp)}")
+    expected = h * (1 + w * bpp)
+    inflater = zlib.decompressobj()  # inflates no more than the header declares: a bomb stops here
+    raw = np.frombuffer(inflater.decompress(b"".join(idat), expected + 1), np.uint8)
+    if raw.size != expected:
+        found = f"more than {expected:,}" if raw.size > expected else f"{raw.size:,}"
+        raise ValueError(f"PNG image data inflates to {found} bytes, but its header declares {expected:,}")
     raw = raw.reshape(h, 1 + w * bpp)
     types = raw[:, 0].astype(np.intp)
     if types.max(initial=0) > 4:

@@ -16,12 +16,16 @@ from torch import nn
 from torch_sr.device import make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
-from torch_sr.inference.channels import fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+from torch_sr.inference.channels import confine_alpha, fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
 from torch_sr.inference.defaults import DEFAULT_TILE_OVERLAP
 from torch_sr.progress import progress_bar
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.uint16): torch.uint16}
+
+
+class NonFiniteOutputError(TorchSRError):
+    """The model produced NaN or inf (broken weights): the input fails instead of becoming a black image."""
 
 
 class Upscaler:
@@ -199,7 +203,7 @@ class Upscaler:
             return self._adapt(x)
         colour = self._adapt(x[:, :-1])
         if alpha_value is None:
-            alpha = self._adapt(x[:, -1:])
+            alpha = confine_alpha(self._adapt(x[:, -1:]), x[:, -1:], self.scale)
         else:
             alpha = colour.new_full((colour.shape[0], 1, *colour.shape[-2:]), alpha_value)
         return torch.cat([colour, alpha], 1)
@@ -237,4 +241,6 @@ class Upscaler:
                 y = None
         if y is None:
             y = self.model(x).float()
+            if not torch.isfinite(y).all():
+                raise NonFiniteOutputError("the model's output is not finite (NaN or inf): its weights are broken")
         return y[..., : h * self.scale, : w * self.scale]

@@ -8,6 +8,8 @@ stored, so `torch.load(weights_only=True)` (our `read_weights`) reads it; every 
 """
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,14 @@ from torch_sr.training.ema import unwrap
 TRAINING_KEY = "training"
 TRAINING_FORMAT = 1
 CHECKPOINT_SUFFIX = "_checkpoint.pth"
+PREVIOUS_SUFFIX = "_checkpoint.previous.pth"
+SOURCE_KEY = "source"  # added by read_checkpoint: the file a checkpoint was read from (never saved)
+# Entries of `training` that every checkpoint has, and their types (ints are >= 0).
+TRAINING_ENTRIES: dict[str, type] = {
+    "config": dict, "rng": dict, "optimizers": dict, "schedulers": dict, "scalers": dict, "best": dict,
+    "iteration": int, "stage_index": int, "step_offset": int,
+}  # fmt: skip
+TRAINING_ENTRY_WORDS = {dict: "a dict", int: "an integer >= 0"}
 
 
 def checkpoint_path(output_dir: Path, prefix: str) -> Path:
@@ -55,7 +65,8 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A training checkpoint's contents; a model file or a foreign file is a clear error."""
+    """A training checkpoint's contents, with the file it came from under `SOURCE_KEY`; a model file,
+    a foreign file or a damaged training state is a `CheckpointError` naming the file."""
     obj, _ = read_weights(path)
     training = obj.get(TRAINING_KEY) if isinstance(obj, dict) else None
     if not isinstance(training, dict):
@@ -66,10 +77,56 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     version = training.get("format")
     if not isinstance(version, int) or version > TRAINING_FORMAT:
         raise CheckpointError(f"{path}: training state format {version!r} is newer than this library reads")
-    return obj
+    for key, kind in TRAINING_ENTRIES.items():
+        value = training.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            found = "missing" if key not in training else f"{value!r}"[:60]
+            raise CheckpointError(
+                f"{path}: damaged training checkpoint: {key!r} is {found}, expected {TRAINING_ENTRY_WORDS[kind]}; "
+                "continue from another checkpoint"
+            )
+    phase = training.get("phase")
+    if phase is not None and (not isinstance(phase, int) or isinstance(phase, bool) or phase < 0):
+        raise CheckpointError(f"{path}: damaged training checkpoint: 'phase' is {phase!r}")
+    return {**obj, SOURCE_KEY: str(path)}
+
+
+def checkpoints_newest_first(output_dir: Path) -> list[Path]:
+    """The `*_checkpoint.pth` files in `output_dir`, the most recently written first."""
+    found = [p for p in Path(output_dir).glob(f"*{CHECKPOINT_SUFFIX}") if p.is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The most recently written `*_checkpoint.pth` in `output_dir`, if any."""
-    found = [p for p in Path(output_dir).glob(f"*{CHECKPOINT_SUFFIX}") if p.is_file()]
-    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+    return next(iter(checkpoints_newest_first(output_dir)), None)
+
+
+def previous_checkpoint_path(path: Path) -> Path:
+    """Where the checkpoint that `path` replaced is kept (`<prefix>_checkpoint.previous.pth`), so that a
+    checkpoint whose weights turn out to give a non-finite loss can be swapped for the one before it."""
+    return path.with_name(path.name[: -len(CHECKPOINT_SUFFIX)] + PREVIOUS_SUFFIX)
+
+
+def keep_previous(path: Path) -> None:
+    """Keep the current content of `path` (if any) as its previous checkpoint, without copying where
+    the file system allows a hard link."""
+    if not path.is_file():
+        return
+    previous = previous_checkpoint_path(path)
+    link = previous.with_name(f".{previous.name}.link.tmp")
+    link.unlink(missing_ok=True)
+    try:
+        os.link(path, link)
+    except OSError:  # no hard links here: copy
+        shutil.copyfile(path, link)
+    os.replace(link, previous)
+
+
+def remove_interrupted_writes(output_dir: Path) -> list[Path]:
+    """Delete the temporary files (`.<name>.<random>.tmp`) that interrupted saves of model files and
+    checkpoints left in `output_dir`; returns them."""
+    stale = [p for p in Path(output_dir).glob(".*.pth.*.tmp") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale

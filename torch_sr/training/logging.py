@@ -7,6 +7,7 @@ e.g. `PSNR/train/content`, `ESRGAN/val/Set5/psnr`, `ESRGAN/samples/Set5/baby`.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
@@ -71,8 +72,12 @@ class RunLogger:
             tqdm.write(message, file=sys.stdout)
             sys.stdout.flush()  # promptly, also when redirected to a file
         if self._file is not None:
-            self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-            self._file.flush()
+            try:
+                self._file.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+                self._file.flush()
+            except OSError as e:  # e.g. a full disk: say which file
+                e.filename = e.filename or self._file.name
+                raise
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self._tb is not None:
@@ -98,7 +103,8 @@ class RunLogger:
         if self._wandb is not None:
             self._wandb.finish()
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk: the write that failed has said so
+                self._file.close()
         self._file = self._tb = self._wandb = None
 
 

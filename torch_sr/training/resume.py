@@ -3,20 +3,24 @@
 A run resumes with the config stored in its checkpoint. A config given on the command line may
 differ from it only in settings that do not change what the run computes (`MAY_CHANGE`): how long
 the stages are, what is validated, how often and in what tiles, data loading, the torchrun
-timeout, logging, the description and where the VGG weights file lives. Any other difference is
-an error naming each key, because the resumed run would no longer be the run that was
-checkpointed (and would not resume exactly).
+timeout, logging, the description and where the VGG weights file lives, and the learning rates and
+gradient clipping (what a non-finite loss asks to change). Any other difference is an error naming
+each key, because the resumed run would no longer be the run that was checkpointed (and would not
+resume exactly). A checkpoint is checked before any data loads: its RNG state, its stage and
+iteration against the config.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch_sr.config.schema import TrainConfig
 from torch_sr.config.validate import config_to_dict, validate_config
 from torch_sr.errors import CheckpointError, ConfigError
-from torch_sr.training.checkpointing import latest_checkpoint, read_checkpoint
+from torch_sr.training.checkpointing import checkpoints_newest_first, read_checkpoint
+from torch_sr.training.rng import rng_state, set_rng_state
+from torch_sr.training.stages import build_stages
 
 MAY_CHANGE = (
     "description",
@@ -33,6 +37,12 @@ MAY_CHANGE = (
     "val_loss_tile",
     "logging/",
     "perceptual_loss/weights_path",
+    # what a NaN/inf loss asks to change: the run then continues with the new value
+    "pretraining/lr",
+    "pretraining/grad_clip_norm",
+    "training/g_lr",
+    "training/d_lr",
+    "training/grad_clip_norm",
 )
 
 
@@ -57,8 +67,9 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def check_resumable(saved: Mapping[str, Any], cfg: TrainConfig, checkpoint: Path) -> None:
-    """Raise a `ConfigError` naming the keys where `cfg` differs from the checkpoint's config in a way that matters.
+def check_resumable(saved: Mapping[str, Any], cfg: TrainConfig, checkpoint: Path) -> dict[str, tuple[Any, Any]]:
+    """Raise a `ConfigError` naming the keys where `cfg` differs from the checkpoint's config in a way that matters;
+    return the differences that are allowed (`{key path: (checkpoint value, config value)}`).
 
     The saved config is first completed with today's defaults, so a checkpoint written before a key
     existed resumes under a config that leaves that key at its default (which is what the old run did).
@@ -73,24 +84,92 @@ def check_resumable(saved: Mapping[str, Any], cfg: TrainConfig, checkpoint: Path
             "change:\n  " + "\n  ".join(lines) + "\nResume without a config to use the checkpoint's, or start a "
             "new run."
         )
+    return differences
 
 
-def find_checkpoint(load_checkpoint: Path | None, resume: bool, output_dir: Path) -> Path | None:
-    """`--load-checkpoint PATH`, or with `--resume` the newest checkpoint in the output directory (None if none)."""
+def find_checkpoint(
+    load_checkpoint: Path | None, resume: bool, output_dir: Path, warn: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]] | None:
+    """`--load-checkpoint PATH`, or with `--resume` the newest readable checkpoint in the output directory
+    (None if there is none), and its contents.
+
+    With `--resume`, an unreadable newest checkpoint is passed over for the previous readable one,
+    saying so through `warn`.
+    """
     if load_checkpoint is not None:
         if not Path(load_checkpoint).is_file():
             raise CheckpointError(f"checkpoint not found: {load_checkpoint}")
-        return Path(load_checkpoint)
-    if resume:
-        return latest_checkpoint(output_dir)
+        return Path(load_checkpoint), read_checkpoint(load_checkpoint)
+    if not resume:
+        return None
+    candidates = checkpoints_newest_first(output_dir)
+    for k, path in enumerate(candidates):
+        try:
+            found = path, read_checkpoint(path)
+        except CheckpointError as e:
+            if k == len(candidates) - 1:
+                raise CheckpointError(f"no readable checkpoint in {output_dir}: {e}") from None
+            warn(f"warning: skipping the newest checkpoint, which is unreadable: {e}")
+            continue
+        if k:
+            warn(f"warning: continuing from the previous readable checkpoint {path}")
+        return found
     return None
 
 
-def resume_config(checkpoint_path: Path, cfg: TrainConfig | None) -> tuple[TrainConfig, dict[str, Any]]:
-    """The config to continue with (the given one if compatible, else the checkpoint's) and the checkpoint."""
-    checkpoint = read_checkpoint(checkpoint_path)
+def check_rng_state(state: Any, source: str) -> None:
+    """Refuse RNG states that cannot be restored (tried, then the current state is put back)."""
+    current = rng_state()
+    try:
+        set_rng_state(state)
+    except Exception as e:  # noqa: BLE001 - random/numpy/torch each reject garbage their own way
+        raise CheckpointError(f"{source}: damaged training checkpoint: its RNG state cannot be restored ({e})") from None
+    finally:
+        set_rng_state(current)
+
+
+def check_position(checkpoint: dict[str, Any], cfg: TrainConfig, source: str) -> None:
+    """Refuse a checkpoint whose stage/phase is not one of the config's stages, or whose iteration is past the
+    stage's end (a run would otherwise 'finish' without training)."""
+    t = checkpoint["training"]
+    order = (t["stage_index"], t.get("phase") or 0)
+    stage = next((s for s in build_stages(cfg) if s.order == order), None)
+    if stage is None:
+        known = ", ".join(f"{s.name} (stage {s.index}, phase {s.phase or 0})" for s in build_stages(cfg))
+        raise CheckpointError(
+            f"{source}: checkpoint of stage {order[0]}, phase {order[1]}, which the config does not have "
+            f"(its stages: {known}); continue from a checkpoint of this run's config"
+        )
+    total = stage.section.num_iterations
+    if total is not None:
+        check_iteration(t["iteration"], total, stage.name, source)
+
+
+def check_iteration(iteration: int, total: int, stage_name: str, source: str) -> None:
+    if iteration > total:
+        raise CheckpointError(
+            f"{source}: checkpoint at iteration {iteration} of the {stage_name} stage, past its {total} iterations; "
+            "give the stage more iterations to continue it"
+        )
+
+
+def resume_config(
+    checkpoint_path: Path, cfg: TrainConfig | None, checkpoint: dict[str, Any] | None = None
+) -> tuple[TrainConfig, dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """The config to continue with (the given one if compatible, else the checkpoint's), the checkpoint and
+    the settings the given config changes (`{key path: (checkpoint value, config value)}`).
+
+    Everything that can be checked before the data loads is: the stored config, the RNG state, the stage
+    and iteration.
+    """
+    if checkpoint is None:
+        checkpoint = read_checkpoint(checkpoint_path)
     saved = checkpoint["training"]["config"]
+    changed: dict[str, tuple[Any, Any]] = {}
     if cfg is None:
-        return validate_config(saved, f"{checkpoint_path} (stored config)"), checkpoint
-    check_resumable(saved, cfg, checkpoint_path)
-    return cfg, checkpoint
+        cfg = validate_config(saved, f"{checkpoint_path} (stored config)")
+    else:
+        changed = check_resumable(saved, cfg, checkpoint_path)
+    check_rng_state(checkpoint["training"]["rng"], str(checkpoint_path))
+    check_position(checkpoint, cfg, str(checkpoint_path))
+    return cfg, checkpoint, changed

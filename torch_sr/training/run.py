@@ -22,12 +22,14 @@ from torch_sr.checkpoint.model_file import read_model_file
 from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
 from torch_sr.config.schema import TrainConfig
 from torch_sr.device import configure_cuda
-from torch_sr.training.checkpointing import model_path
+from torch_sr.errors import CheckpointError
+from torch_sr.training.checkpointing import SOURCE_KEY, model_path
 from torch_sr.training.data import build_train_set, build_val_sets, stage_iterations
 from torch_sr.training.distributed import init_distributed, shutdown_distributed, wrap_model
 from torch_sr.training.ema import ModelEMA
 from torch_sr.training.loop import train_stage
 from torch_sr.training.objective import Objective
+from torch_sr.training.resume import check_iteration
 from torch_sr.training.rng import derive_seed, set_rng_state
 from torch_sr.training.session import Session, TrainOptions
 from torch_sr.training.signals import stop_on_signals
@@ -142,6 +144,11 @@ def prepare_stage(
         origin = cfg.init_weights if step_offset == 0 else "the previous stage's generator"
         if step_offset and stage.phase:
             origin = "the previous phase's generator"
+        if not report.loaded:
+            raise CheckpointError(
+                f"{origin}: none of its {len(init_weights)} tensors fits the {cfg.generator.arch} generator "
+                f"({report.summary()}); check init_weights and the generator section"
+            )
         session.logger.info(f"{stage.name} stage starts from {origin}: {report.summary()}")
     generator.to(device, memory_format=session.memory_format)
     discriminator = None
@@ -170,7 +177,11 @@ def prepare_stage(
         step_offset=step_offset,
     )
     if checkpoint is not None:
-        for note in state.load_training_dict(checkpoint):
+        source = checkpoint.get(SOURCE_KEY, "checkpoint")
+        check_iteration(int(checkpoint["training"]["iteration"]), total, stage.name, source)
+        for note in state.load_training_dict(checkpoint, source):
             session.logger.info(f"{stage.name} stage: {note}")
+        for name in state.use_config_learning_rates():
+            session.logger.info(f"{stage.name}: the {name}'s learning rate is the config's, not the checkpoint's")
         set_rng_state(checkpoint["training"]["rng"])
     return state, objective, train_set, val_sets

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from torch_sr.training.state import TrainState
 from torch_sr.training.validation import best_criterion, improves, validate
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+NONFINITE_SUFFIX = "_checkpoint.nonfinite.pth"  # a checkpoint whose weights gave a NaN/inf loss
 
 
 @dataclass(frozen=True)
@@ -124,19 +126,42 @@ class Session:
         for name, value in out.items():
             if not math.isfinite(value):
                 where = f"{state.stage.name} stage, iteration {state.iteration + 1}"
-                saved = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else (
-                    "no checkpoint was written yet in this invocation"
-                )
                 raise NonFiniteLossError(
                     f"{where}: the {name} loss is {value}; training stopped before this mini-batch changed any "
-                    f"weight ({saved}). Lower the learning rate, set grad_clip_norm, or train without --autocast, "
-                    "then continue with --load-checkpoint"
+                    f"weight. {self._good_checkpoint(state)}"
                 )
         if synced[-1] > 0:
             if not self.stop.requested:  # another process was signalled
                 self.stop.signum = signal.SIGTERM
             self.stop_here(state, f"received {self.stop.name}")
         return out
+
+    def _good_checkpoint(self, state: TrainState) -> str:
+        """Which checkpoint to continue from after a non-finite loss, and how.
+
+        A checkpoint written right before the failing iteration holds the weights that gave the
+        non-finite loss: it is set aside as `<prefix>_checkpoint.nonfinite.pth` and the one before it
+        (kept by `save_checkpoint`) takes its place, so that `--resume` continues from finite weights.
+        """
+        lrs = "g_lr/d_lr" if state.stage.adversarial else "lr"
+        change = f"Lower the stage's {lrs}, set grad_clip_norm, or train without --autocast"
+        resume = f"{change}, then continue with --resume CONFIG (a resumed run may change these keys)"
+        path = self.last_checkpoint
+        if not self.ctx.is_main:
+            return resume
+        if path is None:
+            return f"No checkpoint was written in this invocation. {resume}"
+        if self._saved != (state.stage.order, state.iteration):
+            return f"The last good checkpoint is {path}. {resume}"
+        bad = path.with_name(path.name.replace(checkpointing.CHECKPOINT_SUFFIX, NONFINITE_SUFFIX))
+        os.replace(path, bad)
+        previous = checkpointing.previous_checkpoint_path(path)
+        already = f"The checkpoint of iteration {state.iteration} already gives it (set aside as {bad.name})"
+        if not previous.is_file():
+            self.last_checkpoint = None
+            return f"{already} and the stage has no earlier checkpoint. {change}, then start the run again"
+        os.replace(previous, path)
+        return f"{already}; {path} is the previous checkpoint again. {resume}"
 
     def stop_here(self, state: TrainState, why: str, exit_code: int | None = None) -> None:
         """Save a checkpoint of the completed iterations and raise `TrainingStopped`."""
@@ -232,6 +257,7 @@ class Session:
         }
         path = checkpointing.checkpoint_path(self.options.output_dir, self.prefix(state.stage))
         ema = state.ema.module if state.ema is not None else None
+        checkpointing.keep_previous(path)
         self.last_checkpoint = checkpointing.save_checkpoint(path, state.generator, ema, self.meta(state), training)
         self._saved = key
         return self.last_checkpoint

@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from torch_sr.checkpoint.model_file import check_state_dict_fits
 from torch_sr.config.schema import TrainConfig
+from torch_sr.errors import CheckpointError
 from torch_sr.training.ema import ModelEMA, unwrap
 from torch_sr.training.rng import derive_seed
 from torch_sr.training.stages import Stage
@@ -89,26 +91,62 @@ class TrainState:
             "best": dict(self.best),
         }
 
-    def load_training_dict(self, checkpoint: dict[str, Any]) -> list[str]:
+    def load_training_dict(self, checkpoint: dict[str, Any], source: str = "checkpoint") -> list[str]:
         """Continue from a checkpoint of this stage (networks, optimisers, schedulers, scalers, progress).
 
-        Returns notes for the log: a gradient scaler that cannot take the checkpoint's state (see
-        `load_scaler_state`) starts afresh.
+        A checkpoint that does not fit is a `CheckpointError` naming `source`. Returns notes for the
+        log: a gradient scaler that cannot take the checkpoint's state (see `load_scaler_state`) starts
+        afresh.
         """
         t = checkpoint["training"]
-        unwrap(self.generator).load_state_dict(checkpoint["state_dict"])
+        nets = {"generator": (self.generator, checkpoint.get("state_dict"))}
         if self.discriminator is not None:
-            unwrap(self.discriminator).load_state_dict(t["discriminator"])
+            nets["discriminator"] = (self.discriminator, t.get("discriminator"))
+        for name, (net, sd) in nets.items():
+            if not isinstance(sd, dict):
+                raise CheckpointError(f"{source}: damaged training checkpoint: no {name} weights")
+            check_state_dict_fits(unwrap(net), sd, f"{source} ({name})")
+            unwrap(net).load_state_dict(sd)
         if self.ema is not None:
-            self.ema.load_state_dict(checkpoint.get("state_dict_ema") or checkpoint["state_dict"])
-        for kind in ("optimizers", "schedulers"):
-            for name, obj in getattr(self, kind).items():
-                obj.load_state_dict(t[kind][name])
-        notes = [note for name, s in self.scalers.items() if (note := load_scaler_state(s, t["scalers"][name], name))]
+            ema = checkpoint.get("state_dict_ema") or checkpoint["state_dict"]
+            check_state_dict_fits(self.ema.module, ema, f"{source} (EMA generator)")
+            self.ema.load_state_dict(ema)
+        try:
+            for kind in ("optimizers", "schedulers"):
+                for name, obj in getattr(self, kind).items():
+                    obj.load_state_dict(t[kind][name])
+            kind = "scalers"
+            notes = [note for name, sc in self.scalers.items() if (note := load_scaler_state(sc, t[kind][name], name))]
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            raise CheckpointError(
+                f"{source}: damaged training checkpoint: its {kind} do not fit this stage's ({type(e).__name__}: {e})"
+            ) from None
+        for name, opt in self.optimizers.items():  # Adam's moments must have their parameters' shapes
+            for param, entries in opt.state.items():
+                if any(isinstance(v, torch.Tensor) and v.ndim and v.shape != param.shape for v in entries.values()):
+                    raise CheckpointError(
+                        f"{source}: damaged training checkpoint: the {name} optimiser's state does not fit its network"
+                    )
         self.iteration = int(t["iteration"])
         self.step_offset = int(t["step_offset"])
         self.best = dict(t["best"])
         return notes
+
+    def use_config_learning_rates(self) -> list[str]:
+        """After `load_training_dict`: take the config's learning rates where they differ from the checkpoint's
+        (a resumed run may lower them), at the schedule's current factor; returns the optimisers changed."""
+        changed = []
+        for name, opt in self.optimizers.items():
+            lr, schedule = self.stage.section.optimizers[name].lr, self.schedulers[name]
+            if all(base == lr for base in schedule.base_lrs):
+                continue
+            schedule.base_lrs = [lr] * len(opt.param_groups)
+            for group, factor in zip(opt.param_groups, schedule.lr_lambdas):
+                group["initial_lr"] = lr
+                group["lr"] = lr * factor(schedule.last_epoch)
+            schedule._last_lr = [group["lr"] for group in opt.param_groups]
+            changed.append(name)
+        return changed
 
 
 def load_scaler_state(scaler: torch.amp.GradScaler, state: dict[str, Any], name: str) -> str | None:

@@ -7,6 +7,7 @@ partial install) gives a clear message, not a crash.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -26,21 +27,32 @@ DEFAULTS: dict[int, str] = {
 }
 
 
+def _unknown_name(name: str) -> TorchSRError:
+    close = difflib.get_close_matches(name, MODELS, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return TorchSRError(f"no model file or shipped model named {name!r} (shipped: {', '.join(MODELS)}){hint}")
+
+
 def model_path(name: str) -> Path:
     """Path of the shipped model `name` (a key of `MODELS`), or a TorchSRError listing them."""
     if name not in MODELS:
-        raise TorchSRError(f"no shipped model named {name!r}; shipped: {', '.join(MODELS)}")
+        raise _unknown_name(name)
     return WEIGHTS_DIR / MODELS[name]
 
 
-def resolve_model(spec: str | os.PathLike) -> Path:
+def resolve_model(spec: str | os.PathLike, strict: bool = False) -> Path:
     """A model argument as a path: an existing file as given, else a shipped model's name (`gan_x4`).
 
-    Anything else comes back unchanged, for the reader to report the missing file.
+    With `strict`, a bare name (no folder, no suffix) that is neither is an error listing the shipped
+    names and suggesting the closest; anything else comes back unchanged, for the reader to report.
     """
     path = Path(spec)
-    if not path.is_file() and str(spec) in MODELS:
+    if path.exists() or path.is_symlink():
+        return path
+    if str(spec) in MODELS:
         return model_path(str(spec))
+    if strict and isinstance(spec, str) and not path.suffix and len(path.parts) == 1:
+        raise _unknown_name(str(spec))
     return path
 
 
