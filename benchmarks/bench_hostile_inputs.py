@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from torch_sr.archs.rrdbnet import RRDBNet  # noqa: E402
 from torch_sr.archs.srvgg import SRVGGNetCompact  # noqa: E402
-from torch_sr.checkpoint.model_file import model_payload  # noqa: E402
+from torch_sr.model_files.model_file import model_payload  # noqa: E402
 
 READ = """
 import resource, sys, time
-from torch_sr.checkpoint.model_file import load_model
+from torch_sr.model_files.model_file import load_model
 from torch_sr.inference.image_io import read_image
 from torch_sr.errors import TorchSRError
 path = sys.argv[1]

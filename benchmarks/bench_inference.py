@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from reference_archs import BasicSRRRDBNet  # noqa: E402  (tests/: BasicSR's code as published)
 
 from torch_sr.archs.rrdbnet import RRDBNet  # noqa: E402
-from torch_sr.checkpoint.files import atomic_write  # noqa: E402
-from torch_sr.checkpoint.model_file import load_model  # noqa: E402
+from torch_sr.files import atomic_write  # noqa: E402
+from torch_sr.model_files.model_file import load_model  # noqa: E402
 
 AGREEMENT = 1e-4  # of the output range (max |reference|, at least 1)
 

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from torch_sr.archs.rrdbnet import RRDBNet  # noqa: E402
-from torch_sr.checkpoint.model_file import load_model  # noqa: E402
+from torch_sr.model_files.model_file import load_model  # noqa: E402
 from torch_sr.deploy.onnx import export_onnx  # noqa: E402
 from torch_sr.weights import MODELS, model_path  # noqa: E402
 

@@ -48,7 +48,7 @@ def build_model(args: argparse.Namespace):
     import torch
 
     from torch_sr.archs.rrdbnet import RRDBNet
-    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.model_files.model_file import load_model
     from torch_sr.errors import TorchSRError
     from torch_sr.weights import default_model_path
 

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from torch_sr.checkpoint.model_file import load_model  # noqa: E402
+from torch_sr.model_files.model_file import load_model  # noqa: E402
 from torch_sr.data.imresize import imresize  # noqa: E402
 from torch_sr.inference.image_io import read_image  # noqa: E402
-from torch_sr.metrics.color import rgb_to_y  # noqa: E402
+from torch_sr.color import rgb_to_y  # noqa: E402
 from torch_sr.weights import resolve_model  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "benchmark"

@@ -110,7 +110,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
 
 
 def shipped(name: str = "default_x4", device: str = "cpu") -> torch.nn.Module:
-    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.model_files.model_file import load_model
     from torch_sr.weights import model_path
 
     return load_model(model_path(name), device=device)
@@ -507,7 +507,7 @@ class Training:
 
     def deterministic(self) -> str:
         """Two runs in fresh processes (cuBLAS reads its workspace setting when it starts)."""
-        from torch_sr.checkpoint.model_file import read_model_file
+        from torch_sr.model_files.model_file import read_model_file
 
         config, digests = self.config("deterministic"), []
         for k in range(2):

@@ -7,8 +7,8 @@ import torch
 
 from reference_archs import BasicSRRRDBNet, ESRGANNewArch, ESRGANOldArch, randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.files import atomic_torch_save, atomic_write
-from torch_sr.checkpoint.model_file import load_model, read_model_file, save_model
+from torch_sr.files import atomic_torch_save, atomic_write
+from torch_sr.model_files.model_file import load_model, read_model_file, save_model
 from torch_sr.errors import CheckpointError
 
 SMALL = dict(rrdb_channels=8, growth_channels=4, num_basic_blocks=2)
@@ -148,7 +148,7 @@ def test_atomic_save_replaces_whole_file(tmp_path):
 def test_prefers_ema_weights_in_own_files(tmp_path):
     model = RRDBNet(**SMALL)
     ema = randomize_(RRDBNet(**SMALL), seed=9)
-    from torch_sr.checkpoint.model_file import model_payload
+    from torch_sr.model_files.model_file import model_payload
 
     payload = model_payload("rrdbnet", model.hparams, model.state_dict())
     payload["state_dict_ema"] = ema.state_dict()

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from torch_sr.checkpoint.deepen import deepen
+from torch_sr.model_files.deepen import deepen
 from torch_sr.cli.deepen import main
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint.model_file import load_model, read_model_file, save_model
+from torch_sr.model_files.model_file import load_model, read_model_file, save_model
 from torch_sr.errors import CheckpointError
 
 

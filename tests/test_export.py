@@ -2,7 +2,7 @@
 import torch
 
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint.model_file import load_model, model_payload, read_model_file
+from torch_sr.model_files.model_file import load_model, model_payload, read_model_file
 from torch_sr.cli.export import main
 
 

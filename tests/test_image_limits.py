@@ -18,7 +18,7 @@ from PIL import Image
 
 from torch_sr import pixel_limit
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint.model_file import load_model, save_model
+from torch_sr.model_files.model_file import load_model, save_model
 from torch_sr.cli import inference
 from torch_sr.cli import test as test_cli
 from torch_sr.cli.common import EXIT_ERROR, EXIT_PARTIAL

@@ -11,7 +11,7 @@ import torch
 from reference_archs import BasicSRRRDBNet, SRVGGNetCompactRef, randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint.model_file import save_model
+from torch_sr.model_files.model_file import save_model
 from torch_sr.cli.export import main as export_main
 from torch_sr.weights import MODELS, model_path
 
@@ -56,7 +56,7 @@ def test_srvgg_files_and_exported_float16_files_load_strictly_in_real_esrgan_srv
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_shipped_models_load_strictly_in_real_esrgan_srvgg(name):
-    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.model_files.model_file import load_model
 
     ours = load_model(model_path(name))
     hp = ours.hparams

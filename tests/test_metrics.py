@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from torch_sr.errors import TorchSRError
 from torch_sr.metrics import lpips as lpips_module
-from torch_sr.metrics.color import rgb_to_y, y_to_gray
+from torch_sr.color import rgb_to_y, y_to_gray
 from torch_sr.metrics.lpips import calculate_lpips
 from torch_sr.metrics.psnr import calculate_psnr
 from torch_sr.metrics.ssim import calculate_ssim

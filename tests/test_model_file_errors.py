@@ -13,8 +13,8 @@ import torch
 
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint import model_file
-from torch_sr.checkpoint.model_file import load_model, model_payload, read_model_file, save_model
+from torch_sr.model_files import model_file
+from torch_sr.model_files.model_file import load_model, model_payload, read_model_file, save_model
 from torch_sr.cli import inference, net_interpolation
 from torch_sr.cli import test as test_cli
 from torch_sr.cli.common import EXIT_ERROR
@@ -180,7 +180,7 @@ def test_hostile_sizes_cost_memory_near_the_file_size(tmp_path):
     write_inflating_zip(tmp_path / "inflate.pth", 1 << 30)
     code = (
         "import resource, sys, torch\n"
-        "from torch_sr.checkpoint.model_file import load_model\n"
+        "from torch_sr.model_files.model_file import load_model\n"
         "from torch_sr.errors import CheckpointError\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for p in sys.argv[1:]:\n"

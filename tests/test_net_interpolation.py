@@ -8,7 +8,7 @@ import torch
 
 from reference_archs import ESRGANNewArch, randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.model_file import load_model, read_model_file, save_model
+from torch_sr.model_files.model_file import load_model, read_model_file, save_model
 from torch_sr.cli.common import EXIT_ERROR, EXIT_OK
 from torch_sr.cli.net_interpolation import main
 from torch_sr.errors import CheckpointError, ConfigError

@@ -9,7 +9,7 @@ from torch import nn
 
 from reference_archs import randomize_
 from torch_sr.archs.registry import GENERATORS, build_generator
-from torch_sr.checkpoint.model_file import save_model
+from torch_sr.model_files.model_file import save_model
 from torch_sr.cli.export import main
 from torch_sr.deploy import OPSET
 from torch_sr.errors import TorchSRError

@@ -12,7 +12,7 @@ import torch
 from test_systems import IMAGE, IMAGES, shrink, train_run
 from trainer_fixtures import assert_same_state, deep_update, make_images
 
-from torch_sr.checkpoint.model_file import load_model
+from torch_sr.model_files.model_file import load_model
 
 CONFIG = "progressive_x2_x4_rrdb.json"
 PHASE, GAN = 3, 2  # iterations of each phase and of the GAN stage

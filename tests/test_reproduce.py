@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from torch_sr import weights
-from torch_sr.checkpoint.model_file import load_model
+from torch_sr.model_files.model_file import load_model
 from torch_sr.cli.reproduce import TOOLS, load_recipe, main
 from torch_sr.config import load_config
 

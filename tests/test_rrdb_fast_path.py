@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from reference_archs import BasicSRRRDBNet, ESRGANNewArch, ESRGANOldArch, randomize_
 from torch_sr.archs import winograd
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.model_file import describe_state_dict
+from torch_sr.model_files.model_file import describe_state_dict
 
 SMALL = dict(rrdb_channels=16, growth_channels=8, num_basic_blocks=2)
 

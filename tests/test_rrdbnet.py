@@ -4,7 +4,8 @@ import torch
 
 from reference_archs import BasicSRRRDBNet, ESRGANNewArch, ESRGANOldArch, randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.model_file import describe_state_dict, load_state_dict_checked
+from torch_sr.model_files.model_file import describe_state_dict
+from torch_sr.state_dicts import load_state_dict_checked
 
 
 def _load_foreign(ref: torch.nn.Module) -> RRDBNet:

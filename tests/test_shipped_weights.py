@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from torch_sr import weights
-from torch_sr.checkpoint.model_file import load_model, read_model_file
+from torch_sr.model_files.model_file import load_model, read_model_file
 from torch_sr.config import config_to_dict, load_config
 from torch_sr.config.validate import validate_config
 from torch_sr.cli import inference, net_interpolation

@@ -4,7 +4,7 @@ import torch
 
 from torch_sr.archs.registry import build_generator
 from torch_sr.archs.srcnn import SRCNN
-from torch_sr.checkpoint.model_file import load_model, save_model
+from torch_sr.model_files.model_file import load_model, save_model
 from torch_sr.data.imresize import imresize
 
 X = torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(0))

@@ -5,7 +5,7 @@ from torch import nn
 
 from torch_sr.archs.registry import build_generator
 from torch_sr.archs.srresnet import SRResNet
-from torch_sr.checkpoint.model_file import load_model, save_model
+from torch_sr.model_files.model_file import load_model, save_model
 
 SMALL = dict(num_channels=8, num_blocks=2)
 X = torch.rand(2, 3, 6, 5, generator=torch.Generator().manual_seed(0))

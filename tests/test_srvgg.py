@@ -4,7 +4,7 @@ import torch
 
 from reference_archs import SRVGGNetCompactRef, randomize_
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint.model_file import load_model, save_model
+from torch_sr.model_files.model_file import load_model, save_model
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, 4])

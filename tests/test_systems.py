@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from trainer_fixtures import deep_update, make_images, write_config
 
-from torch_sr.checkpoint.model_file import load_model
+from torch_sr.model_files.model_file import load_model
 from torch_sr.cli import inference, train
 from torch_sr.cli import test as test_cli
 from torch_sr.config.validate import load_config, validate_config
@@ -230,7 +230,7 @@ def test_system_trains_and_its_model_round_trips(name, folders, tmp_path, monkey
 
 def test_y_only_model_upscales_y_and_leaves_chroma_to_bicubic(folders, tmp_path, monkeypatch):
     """A 1-channel (Y) model on an RGB image: Y from the model, Cb/Cr bicubic, as the published SRCNN is used."""
-    from torch_sr.inference.channels import rgb_to_ycbcr, ycbcr_to_rgb
+    from torch_sr.color import rgb_to_ycbcr, ycbcr_to_rgb
 
     monkeypatch.chdir(tmp_path)
     assert train_run(shrink("srcnn_915_y_x3.json", *folders, iterations=3), tmp_path) == 0

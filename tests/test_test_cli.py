@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.model_file import save_model
+from torch_sr.model_files.model_file import save_model
 from torch_sr.cli.test import main, model_labels
 from torch_sr.comparison_figure import GAP, PANEL_WIDTH, _fit, comparison_figure
 from torch_sr.data.catalogue import resolve_images
@@ -85,7 +85,7 @@ def test_tta_scores_the_self_ensemble(tiny_model, folder, tmp_path, capsys):
     assert main([str(tiny_model), "-d", str(folder), "--tta", "--tile", "none", "-o", str(tmp_path / "out")]) == 0
     assert "x8 self-ensemble (--tta)" in capsys.readouterr().out
     # The saved SR image is the mean of the 8 flipped/transposed outputs, mapped back.
-    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.model_files.model_file import load_model
 
     model = load_model(tiny_model).eval()
     lr = SREvalDataset(resolve_images(str(folder), "test", None, download=False), 4, cache=False)[0]["lr"][None]

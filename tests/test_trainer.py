@@ -7,8 +7,8 @@ import torch
 from trainer_fixtures import make_images, tiny_config, write_config
 
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.files import read_weights
-from torch_sr.checkpoint.model_file import load_model
+from torch_sr.files import read_weights
+from torch_sr.model_files.model_file import load_model
 from torch_sr.cli.train import main
 from torch_sr.config.validate import validate_config
 from torch_sr.errors import CheckpointError, ConfigError
@@ -289,7 +289,7 @@ def test_resume_needs_something_to_resume(run, tmp_path, capsys):
     assert main(["--resume", "--output-dir", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint in" in capsys.readouterr().err
     model = tmp_path / "model.pth"
-    from torch_sr.checkpoint.model_file import save_model
+    from torch_sr.model_files.model_file import save_model
 
     save_model(RRDBNet(rrdb_channels=8, growth_channels=4, num_basic_blocks=1), model)
     assert main(["-l", str(model)]) == 2

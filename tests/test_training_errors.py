@@ -10,8 +10,8 @@ import torch
 from trainer_fixtures import make_images, tiny_config, write_config
 
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.checkpoint import files
-from torch_sr.checkpoint.model_file import save_model
+from torch_sr import files
+from torch_sr.model_files.model_file import save_model
 from torch_sr.cli.train import main
 from torch_sr.training.checkpointing import read_checkpoint
 

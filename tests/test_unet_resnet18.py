@@ -8,7 +8,7 @@ from torch import nn
 
 from torch_sr.archs.registry import build_generator
 from torch_sr.archs.unet_resnet18 import UNetResNet18, hub_resnet18_path
-from torch_sr.checkpoint.model_file import load_model, save_model
+from torch_sr.model_files.model_file import load_model, save_model
 from torch_sr.errors import CheckpointError
 
 X = torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(0))

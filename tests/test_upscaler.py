@@ -11,7 +11,8 @@ from reference_archs import randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
-from torch_sr.inference.channels import fill_transparent, rgb_to_ycbcr, ycbcr_to_rgb
+from torch_sr.inference.channels import fill_transparent
+from torch_sr.color import rgb_to_ycbcr, ycbcr_to_rgb
 from torch_sr.inference.upscaler import Upscaler
 
 

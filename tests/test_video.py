@@ -14,7 +14,7 @@ from torch import nn
 
 from reference_archs import randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
-from torch_sr.checkpoint.model_file import save_model
+from torch_sr.model_files.model_file import save_model
 from torch_sr.cli import inference as cli
 from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from torch_sr.inference import video

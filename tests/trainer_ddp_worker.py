@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trainer_fixtures import weights_digest
 
-from torch_sr.checkpoint import files
+from torch_sr import files
 from torch_sr.cli.train import main
 from torch_sr.training import run
 from torch_sr.training.ema import unwrap

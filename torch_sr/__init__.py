@@ -16,8 +16,8 @@ _LAZY = {
     "VGGStyleDiscriminator": "torch_sr.archs.vgg_discriminator",
     "build_generator": "torch_sr.archs.registry",
     "build_discriminator": "torch_sr.archs.registry",
-    "load_model": "torch_sr.checkpoint.model_file",
-    "save_model": "torch_sr.checkpoint.model_file",
+    "load_model": "torch_sr.model_files.model_file",
+    "save_model": "torch_sr.model_files.model_file",
     "load_config": "torch_sr.config.validate",
     "TorchSRError": "torch_sr.errors",
 }

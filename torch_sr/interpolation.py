@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from torch_sr.archs.registry import GENERATORS
-from torch_sr.checkpoint.model_file import ModelFile
+from torch_sr.model_files.model_file import ModelFile
 from torch_sr.errors import CheckpointError, ConfigError
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from torch_sr.archs.imagenet_weights import hub_weights_path, missing_weights_error
-from torch_sr.checkpoint.files import read_weights
+from torch_sr.files import read_weights
 from torch_sr.errors import CheckpointError
 
 # torchvision's ResNet18_Weights.IMAGENET1K_V1, as its hub cache names the file.

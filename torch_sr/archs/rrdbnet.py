@@ -1,7 +1,7 @@
 """RRDBNet, the ESRGAN generator (Wang et al. 2018): Residual-in-Residual Dense Blocks, no batch norm.
 
 State-dict keys follow the BasicSR layout (`conv_first`, `body.{i}.rdb{k}.conv{j}`, `conv_body`,
-`conv_up{n}`, `conv_hr`, `conv_last`); `torch_sr.checkpoint.rrdb_layouts` converts the other
+`conv_up{n}`, `conv_hr`, `conv_last`); `torch_sr.model_files.rrdb_layouts` converts the other
 published layouts to it.
 
 `RRDBNet.optimize_for_inference()` switches on a faster float32 CPU path for calls made with grad

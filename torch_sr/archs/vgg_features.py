@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from torch_sr.archs.imagenet_weights import hub_weights_path, missing_weights_error
-from torch_sr.checkpoint.files import read_weights
-from torch_sr.checkpoint.model_file import load_state_dict_checked, unwrap_state_dict
+from torch_sr.files import read_weights
+from torch_sr.state_dicts import load_state_dict_checked, unwrap_state_dict
 
 # Output channels of the convolutions of each block (torchvision configs A, B, D, E).
 VGG_BLOCKS: dict[str, tuple[tuple[int, ...], ...]] = {

@@ -22,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=2, help="insert one identity layer after every N body convs")
     parser.add_argument("--raw", action="store_true", help="take the raw weights even where an EMA copy exists")
     args = parser.parse_args(argv)
-    from torch_sr.checkpoint.deepen import deepen
-    from torch_sr.checkpoint.files import refuse_existing
-    from torch_sr.checkpoint.model_file import read_model_file, save_model_file
+    from torch_sr.model_files.deepen import deepen
+    from torch_sr.files import refuse_existing
+    from torch_sr.model_files.model_file import read_model_file, save_model_file
 
     refuse_existing(args.output)
     deeper = deepen(read_model_file(args.model, prefer_ema=not args.raw), args.every)

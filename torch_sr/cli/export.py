@@ -1,7 +1,7 @@
 """`torch-sr-export MODEL [OUTPUT] [--onnx FILE]`: a model file to ship and/or an ONNX file to deploy.
 
 OUTPUT gets one set of weights (EMA by default) stored as float16, with the architecture and the
-training config: the form the shipped models have (`torch_sr.checkpoint.export`). `--onnx` writes
+training config: the form the shipped models have (`torch_sr.model_files.export`). `--onnx` writes
 the generator for ONNX Runtime, TensorRT, OpenVINO or ncnn (`torch_sr.deploy.onnx`).
 """
 from __future__ import annotations
@@ -59,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--fp16 is the precision of the ONNX file: give --onnx FILE (OUTPUT is float16 already)")
     import torch
 
-    from torch_sr.checkpoint.files import refuse_existing
-    from torch_sr.checkpoint.model_file import read_model_file
+    from torch_sr.files import refuse_existing
+    from torch_sr.model_files.model_file import read_model_file
     from torch_sr.weights import resolve_model
-    from torch_sr.checkpoint.export import export_model
+    from torch_sr.model_files.export import export_model
 
     source = resolve_model(args.model)
     for path in (args.output, args.onnx):

@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     """Upscale every input named by parsed `args`; returns the exit status."""
     from tqdm import tqdm
 
-    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.model_files.model_file import load_model
     from torch_sr.device import resolve_device
     from torch_sr.inference.upscaler import Upscaler
     from torch_sr.inference.video import check_crf, choose_encoder

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from torch_sr.checkpoint.model_file import read_model_file, save_model_file
+    from torch_sr.model_files.model_file import read_model_file, save_model_file
     from torch_sr.interpolation import interpolate_models
 
     if not 0 <= args.alpha <= 1:  # also refuses nan

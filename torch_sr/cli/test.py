@@ -187,7 +187,7 @@ def _write_figures(chosen: dict[str, list], labels: list[str], folder: Path, dat
 
 def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
     """(path, upscale) for each MODEL, and their common scale (an error when they differ)."""
-    from torch_sr.checkpoint.model_file import load_model
+    from torch_sr.model_files.model_file import load_model
     from torch_sr.inference.upscaler import Upscaler
 
     from torch_sr.weights import resolve_model
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if to_stdout:
             print(text)
         else:
-            from torch_sr.checkpoint.files import atomic_write
+            from torch_sr.files import atomic_write
 
             atomic_write(args.json, lambda f: f.write(text.encode() + b"\n"))
             print(f"results written to {args.json}", file=sys.stderr)

@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from torch_sr.checkpoint.files import STORAGE_ERRNOS
+    from torch_sr.files import STORAGE_ERRNOS
     from torch_sr.config.validate import load_config
     from torch_sr.device import resolve_device
     from torch_sr.training.checkpointing import remove_interrupted_writes

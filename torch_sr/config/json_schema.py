@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from torch_sr.checkpoint.files import atomic_write
+from torch_sr.files import atomic_write
 from torch_sr.config.arch_params import REQUIRED, arch_params
 from torch_sr.config.json_types import is_json, json_schema, to_json
 from torch_sr.config.schema import (

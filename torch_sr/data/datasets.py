@@ -31,7 +31,7 @@ from torch_sr.data.image_files import image_info, list_images
 from torch_sr.data.image_store import ImageStore
 from torch_sr.data.imresize import imresize
 from torch_sr.errors import ConfigError, DatasetError
-from torch_sr.metrics.color import rgb_to_y
+from torch_sr.color import rgb_to_y
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

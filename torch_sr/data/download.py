@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from torch_sr.checkpoint.files import atomic_write
+from torch_sr.files import atomic_write
 from torch_sr.data.image_files import image_info, list_images
 from torch_sr.errors import DatasetError
 

@@ -14,13 +14,17 @@ no pool of past pairs is needed to mix degradations across a batch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from torch_sr.config.schema import DegradationConfig
+from torch_sr.color import rgb_to_gray
 from torch_sr.data.blur_kernels import KernelSpec, choice, random_kernel, random_sinc, random_size, uniform
 from torch_sr.data.degradations import gaussian_kernel, jpeg_compress
+
+if TYPE_CHECKING:  # the config layer sits above data; only its type is needed here
+    from torch_sr.config.schema import DegradationConfig
 
 
 def filter2d(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -73,16 +77,11 @@ def add_noise(
         noise = torch.randn(shape, generator=gen) * sigma
     else:
         scale = uniform(gen, *poisson_range)
-        src = _luma(cpu) if gray else cpu
+        src = rgb_to_gray(cpu) if gray else cpu
         levels = len(torch.unique((src * 255).round()))
         v = 2 ** math.ceil(math.log2(max(levels, 2)))
         noise = (torch.poisson(src.clamp(0, 1) * v, generator=gen) / v - src) * scale
     return (img + noise.to(img.device, img.dtype)).clamp(0, 1)
-
-
-def _luma(img: torch.Tensor) -> torch.Tensor:
-    r, g, b = img[:, 0:1], img[:, 1:2], img[:, 2:3]
-    return 0.299 * r + 0.587 * g + 0.114 * b
 
 
 def quantise(img: torch.Tensor) -> torch.Tensor:

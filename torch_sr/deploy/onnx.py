@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from torch_sr import __version__
-from torch_sr.checkpoint.files import atomic_write, refuse_existing
+from torch_sr.files import atomic_write, refuse_existing
 from torch_sr.deploy import OPSET, OPSETS
 from torch_sr.errors import TorchSRError
 
@@ -71,7 +71,7 @@ def export_onnx(
         raise TorchSRError(f"opset {opset}: choose one from {OPSETS.start} to {OPSETS.stop - 1} (default {OPSET})")
     refuse_existing(output)
     if not isinstance(model, nn.Module):
-        from torch_sr.checkpoint.model_file import load_model
+        from torch_sr.model_files.model_file import load_model
         from torch_sr.weights import resolve_model
 
         model = load_model(resolve_model(model))

@@ -1,8 +1,6 @@
-"""Colour-space helpers for running a model on images whose channels differ from the model's.
+"""Alpha for running a model on images with transparency (colour conversions: `torch_sr.color`).
 
-BT.601 YCbCr on the studio range, as the SR papers and MATLAB `rgb2ycbcr` compute it (Y in
-[16, 235] / 255): Y-only models are trained on exactly this Y. Alpha handling follows the
-straight-alpha rule: the colour of a fully transparent pixel is undefined (often black), so it is
+Alpha handling follows the straight-alpha rule: the colour of a fully transparent pixel is undefined (often black), so it is
 filled from its visible neighbours before upscaling, or it would bleed dark fringes into edges; the
 upscaled alpha stays exactly 0 / 1 where bicubic alpha is (`confine_alpha`).
 """
@@ -10,35 +8,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-# Rows: Y, Cb, Cr for RGB in [0, 1], results in [0, 255] (MATLAB rgb2ycbcr).
-_RGB_TO_YCBCR = torch.tensor(
-    [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=torch.float64
-)
-_YCBCR_OFFSET = torch.tensor([16.0, 128.0, 128.0], dtype=torch.float64)
-LUMA = (0.299, 0.587, 0.114)  # full-range BT.601 luma: RGB -> grey, as PIL's convert("L")
-
-
-def _apply(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", matrix.to(x.device, x.dtype), x)
-
-
-def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-    """`(N, 3, H, W)` RGB in [0, 1] -> YCbCr in [0, 1] (Y in [16, 235] / 255)."""
-    offset = (_YCBCR_OFFSET / 255).to(rgb.device, rgb.dtype).view(1, 3, 1, 1)
-    return _apply(_RGB_TO_YCBCR / 255, rgb) + offset
-
-
-def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
-    """Exact inverse of `rgb_to_ycbcr` (no clamping)."""
-    offset = (_YCBCR_OFFSET / 255).to(ycbcr.device, ycbcr.dtype).view(1, 3, 1, 1)
-    return _apply(torch.linalg.inv(_RGB_TO_YCBCR / 255), ycbcr - offset)
-
-
-def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
-    """`(N, 3, H, W)` -> `(N, 1, H, W)` full-range luma (a grey pixel stays the same grey)."""
-    w = torch.tensor(LUMA, device=rgb.device, dtype=rgb.dtype).view(1, 3, 1, 1)
-    return (rgb * w).sum(1, keepdim=True)
 
 
 def fill_transparent(colour: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from torch_sr.checkpoint.files import atomic_write
+from torch_sr.files import atomic_write
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import CHROMA_SUBSAMPLING, DEFAULT_CHROMA, DEFAULT_QUALITY
 from torch_sr.inference.png16 import decode_png16, encode_png16

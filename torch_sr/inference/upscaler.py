@@ -16,7 +16,8 @@ from torch import nn
 from torch_sr.device import make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
-from torch_sr.inference.channels import confine_alpha, fill_transparent, rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
+from torch_sr.inference.channels import confine_alpha, fill_transparent
+from torch_sr.color import rgb_to_gray, rgb_to_ycbcr, ycbcr_to_rgb
 from torch_sr.inference.defaults import DEFAULT_TILE_OVERLAP
 from torch_sr.progress import progress_bar
 

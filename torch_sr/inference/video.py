@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch_sr.checkpoint.files import atomic_write
+from torch_sr.files import atomic_write
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES  # noqa: F401 (re-exported)
 from torch_sr.inference.image_io import write_image

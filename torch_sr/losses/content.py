@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from torch_sr.errors import ConfigError
-from torch_sr.metrics.color import rgb_to_y
+from torch_sr.color import rgb_to_y
 
 CONTENT_LOSSES = ("l1", "l2", "mse", "charbonnier")
 

@@ -2,7 +2,7 @@
 
 LPIPS lives in `torch_sr.metrics.lpips` and needs the optional `lpips` package.
 """
-from torch_sr.metrics.color import rgb_to_y
+from torch_sr.color import rgb_to_y
 from torch_sr.metrics.psnr import calculate_psnr
 from torch_sr.metrics.ssim import calculate_ssim
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from torch_sr.errors import TorchSRError
-from torch_sr.metrics.color import rgb_to_y, y_to_gray
+from torch_sr.color import rgb_to_y, y_to_gray
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ from typing import Any
 
 from torch import nn
 
-from torch_sr.checkpoint.files import atomic_torch_save, read_weights
-from torch_sr.checkpoint.model_file import model_payload
+from torch_sr.files import atomic_torch_save, read_weights
+from torch_sr.model_files.model_file import model_payload
 from torch_sr.errors import CheckpointError
 from torch_sr.training.ema import unwrap
 

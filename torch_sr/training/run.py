@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torch_sr.checkpoint.model_file import read_model_file
+from torch_sr.model_files.model_file import read_model_file
 from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
 from torch_sr.config.schema import TrainConfig
 from torch_sr.device import configure_cuda

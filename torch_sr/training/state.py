@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from torch_sr.checkpoint.model_file import check_state_dict_fits
+from torch_sr.state_dicts import check_state_dict_fits
 from torch_sr.config.schema import TrainConfig
 from torch_sr.errors import CheckpointError
 from torch_sr.training.ema import ModelEMA, unwrap

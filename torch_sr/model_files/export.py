@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from torch_sr.checkpoint.files import refuse_existing
-from torch_sr.checkpoint.model_file import ModelFile, read_model_file, save_model_file
+from torch_sr.files import refuse_existing
+from torch_sr.model_files.model_file import ModelFile, read_model_file, save_model_file
 
 
 def export_model(

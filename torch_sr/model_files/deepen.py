@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from torch_sr.checkpoint.model_file import ModelFile
+from torch_sr.model_files.model_file import ModelFile
 from torch_sr.errors import CheckpointError, TorchSRError
 
 

@@ -18,19 +18,17 @@ from torch import nn
 
 from torch_sr.archs import resnet_pixelshuffle, srcnn, srresnet, srvgg, unet_resnet18
 from torch_sr.archs.registry import GENERATORS, build_generator
-from torch_sr.checkpoint import rrdb_layouts
-from torch_sr.checkpoint.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
+from torch_sr.model_files import rrdb_layouts
+from torch_sr.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
 from torch_sr.errors import CheckpointError
+from torch_sr.state_dicts import StateDict, is_state_dict, check_state_dict_fits, load_state_dict_checked, unwrap_state_dict
 from torch_sr.weights import resolve_model
 
 FORMAT_KEY = "torch_sr_format"
 FORMAT_VERSION = 1
 # Keys under which other projects nest the weights, most preferred first (EMA weights are the
 # better model for inference, as in Real-ESRGAN).
-WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "generator", "netG", "model_state_dict")
-PREFIXES = ("module.", "_orig_mod.")
 
-StateDict = dict[str, torch.Tensor]
 
 # Our other generators, recognised in bare state dicts by their own key names; each function gives
 # the constructor arguments read from the tensor shapes, or None when the keys are not its own.
@@ -96,68 +94,6 @@ def _ints(value: Any) -> Iterator[int]:
             stack.extend(item)
 
 
-def check_state_dict_fits(model: nn.Module, sd: StateDict, source: str = "state dict") -> None:
-    """Raise a `CheckpointError` explaining in one sentence how `sd` does not fit `model` (any device)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [k for k in expected if k in sd and sd[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} tensor(s) have other shapes, e.g. {k!r}: file {tuple(sd[k].shape)}, "
-                f"model {tuple(expected[k].shape)}"
-            )
-        if missing:
-            parts.append(f"{len(missing)} tensor(s) the model needs are absent, e.g. {missing[0]!r}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} tensor(s) in the file are unknown to the model, e.g. {unexpected[0]!r}")
-        hp = getattr(model, "hparams", {})
-        raise CheckpointError(f"{source}: weights do not fit {type(model).__name__}({hp}): " + "; ".join(parts))
-
-
-def load_state_dict_checked(model: nn.Module, sd: StateDict, source: str = "state dict") -> None:
-    """`model.load_state_dict(sd)` that explains a mismatch in one sentence instead of a key dump."""
-    check_state_dict_fits(model, sd, source)
-    model.load_state_dict(sd)
-
-
-def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and bool(obj)
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
-
-
-def unwrap_state_dict(obj: Any, source: str = "file") -> StateDict:
-    """Find the tensors inside common wrappers and strip DataParallel/compile prefixes."""
-    for _ in range(4):
-        if _is_state_dict(obj):
-            break
-        if not isinstance(obj, dict):
-            raise CheckpointError(f"{source}: expected a dict of tensors, found {type(obj).__name__}")
-        key = next((k for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
-        if key is None:
-            found = ", ".join(repr(k) for k in list(obj)[:8])
-            raise CheckpointError(
-                f"{source}: no weights found: top-level keys are {found}; expected a state dict of tensors, "
-                f"or one wrapped under one of {', '.join(WRAPPER_KEYS)}"
-            )
-        obj = obj[key]
-    else:
-        raise CheckpointError(f"{source}: weights nested too deeply to find")
-    sd = {}
-    for key, value in obj.items():
-        for prefix in PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
-        sd[key] = value
-    return sd
-
-
 def describe_state_dict(sd: StateDict, source: str = "file") -> ModelFile:
     """Recognise a bare state dict's architecture and return it in canonical form."""
     layout = rrdb_layouts.detect_layout(sd)
@@ -185,8 +121,8 @@ def _own_file(obj: dict[str, Any], source: str, prefer_ema: bool) -> ModelFile:
     if not isinstance(arch, str) or arch not in GENERATORS:
         raise CheckpointError(f"{source}: unknown architecture {arch!r}; known: {', '.join(sorted(GENERATORS))}")
     ema = obj.get("state_dict_ema")
-    sd = ema if prefer_ema and _is_state_dict(ema) else obj.get("state_dict")
-    if not _is_state_dict(sd):
+    sd = ema if prefer_ema and is_state_dict(ema) else obj.get("state_dict")
+    if not is_state_dict(sd):
         raise CheckpointError(f"{source}: torch_sr file without a 'state_dict' of named tensors")
     hparams, meta = obj.get("hparams") or {}, obj.get("meta") or {}
     for key, value in (("hparams", hparams), ("meta", meta)):

@@ -1,1 +1,0 @@
-"""Reading and writing weights: safe loading, layout conversion, atomic saving."""
