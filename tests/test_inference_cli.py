@@ -183,7 +183,7 @@ def test_default_model_path(tmp_path, monkeypatch):
     with pytest.raises(TorchSRError, match="default x4 model .* is not installed.*-m MODEL"):
         weights.default_model_path(4)
     (tmp_path / weights.MODELS[weights.DEFAULTS[4]]).write_bytes(b"weights")
-    assert weights.default_model_path() == tmp_path / "default_x4.pth"
+    assert weights.default_model_path() == tmp_path / "photo_x4.pth"
 
 
 def test_tiling_precision_and_tta_options(tmp_path, model_path, capsys):

@@ -1,7 +1,7 @@
 """`torch-sr-reproduce MODEL`: rebuild a shipped model from scratch by its recipe (train each stage, deepen, export).
 
 A recipe (`configs/recipes/<model>/recipe.json`) lists the steps as the command lines of this
-library's tools (`train`, `deepen`, `export`, `test`); globs (`saved_models/x4_stage1/*_final_model.pth`)
+library's tools (`train`, `deepen`, `export`, `interpolate`, `test`); globs (`saved_models/x4_stage1/*_final_model.pth`)
 are expanded when the step runs, once the files exist. Running it again continues where it stopped:
 training steps resume from their newest checkpoint (a finished stage trains nothing; one stopped early
 by design with `--stop-after` is kept once it has a checkpoint), and a deepen or export step whose
@@ -26,9 +26,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "train": ("python train.py", "torch_sr.cli.train"),
     "deepen": ("torch-sr-deepen", "torch_sr.cli.deepen"),
     "export": ("torch-sr-export", "torch_sr.cli.export"),
+    "interpolate": ("python net_interpolation.py", "torch_sr.cli.net_interpolation"),
     "test": ("python test.py", "torch_sr.cli.test"),
 }
-WRITES = ("deepen", "export")  # steps whose second argument is the file they write
+WRITES = ("deepen", "export")  # steps whose second argument is the file they write (interpolate: its last)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,8 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             continue
         tool, rest = step[0], [expand(a) for a in step[1:]]
-        if tool in WRITES and Path(rest[1]).exists():
-            print(f"  {rest[1]} exists: kept", flush=True)
+        written = rest[1] if tool in WRITES else rest[-1] if tool == "interpolate" else None
+        if written is not None and Path(written).exists():
+            print(f"  {written} exists: kept", flush=True)
             continue
         if tool == "train":
             if "--stop-after" in rest and _has_checkpoint(rest):

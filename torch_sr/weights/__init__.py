@@ -16,13 +16,15 @@ from torch_sr.errors import TorchSRError
 WEIGHTS_DIR = Path(__file__).resolve().parent
 # name -> file in this folder
 MODELS: dict[str, str] = {
-    "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x40, L1 then L1 + luma (PSNR)
+    "photo_x4": "photo_x4.pth",  # default_x4 fine-tuned on JPEG / noise / Real-ESRGAN degradations: for real photos
+    "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x40, L1 then L1 + luma (PSNR): for clean inputs
     "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 then L1 + luma (PSNR)
     "gan_x4": "gan_x4.pth",  # default_x4's sibling fine-tuned with RaGAN (64x40): sharper, blends with it
 }
-# scale -> name of the default model for it
+# scale -> name of the default model for it. x4: photo_x4, because a user's photo is JPEG-compressed and
+# noisy, where default_x4 scores below bicubic (see torch_sr/weights/photo_x4.md); clean inputs: -m default_x4.
 DEFAULTS: dict[int, str] = {
-    4: "default_x4",
+    4: "photo_x4",
     2: "default_x2",
 }
 
