@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from training_steps import assert_trains
 
 from torch_sr.config.validate import validate_config
 from torch_sr.losses.checkerboard import checkerboard_loss
@@ -30,15 +31,8 @@ def test_a_grid_pattern_costs_its_mean_deviation():
 def test_gradient_descent_removes_a_grid():
     hr = torch.rand(1, 1, 32, 32)
     offsets = torch.randn(4, 4, requires_grad=True)
-    opt = torch.optim.Adam([offsets], lr=0.05)
-    first = None
-    for _ in range(100):
-        loss = checkerboard_loss(hr + offsets.repeat(8, 8), hr, 4)
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.05 * first
+    assert_trains(lambda: checkerboard_loss(hr + offsets.repeat(8, 8), hr, 4), [offsets], steps=100, lr=0.05,
+                  below=0.05)
 
 
 def test_small_and_ragged_images():

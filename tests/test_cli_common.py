@@ -56,6 +56,7 @@ def test_importing_every_module_loads_no_heavy_optional_dependency():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_console_commands_of_setup_py_point_at_the_root_scripts_functions():
     """`torch-sr-*` (setup.py) and the root scripts run the same `main`; installed, the commands answer --help."""
     import importlib

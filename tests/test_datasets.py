@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import ConcatDataset, DataLoader
 
-from torch_sr.data.datasets import PairedImageDataset, SREvalDataset, SRTrainDataset, seed_worker
+from torch_sr.data.datasets import SREvalDataset, SRTrainDataset
 from torch_sr.data.degradations import gaussian_blur
 from torch_sr.data.imresize import imresize
 from torch_sr.errors import ConfigError, DatasetError
@@ -124,20 +123,6 @@ def test_same_seed_same_items_and_resumable_state(folder):
     assert torch.equal(b[0]["hr"], nxt)
 
 
-def batches(dataset, seed):
-    g = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=2, shuffle=True, num_workers=2, worker_init_fn=seed_worker, generator=g)
-    return [b["lr"] for b in loader]
-
-
-def test_seeded_workers_reproduce_the_stream(folder):
-    ds = ConcatDataset([SRTrainDataset(folder, 2, 8, hard_transforms=True), SRTrainDataset(folder, 2, 8)])
-    run1, run2, other = batches(ds, 5), batches(ds, 5), batches(ds, 6)
-    assert len(run1) == 3
-    assert all(torch.equal(x, y) for x, y in zip(run1, run2))
-    assert not all(torch.equal(x, y) for x, y in zip(run1, other))
-
-
 def test_images_cached_in_memory(folder):
     ds = SRTrainDataset(folder, 2, 8, cache=True)
     for p in folder:
@@ -202,43 +187,6 @@ def test_eval_dataset_modcrops_and_flags_gray(tmp_path):
     assert np.array_equal(u8(item["lr"]), imresize(rgb[:28, :40], 0.25))
     g = ds[1]
     assert g["gray"] is True and g["hr"].shape == (3, 20, 20)
-
-
-def write_pair_folders(tmp_path, scale=2, lr_suffix=""):
-    """HR = nearest-neighbour blow-up of LR, so every aligned crop satisfies hr == kron(lr)."""
-    lr_dir, hr_dir = tmp_path / "lr", tmp_path / "hr"
-    for k in range(2):
-        lr = smooth_image(20 + k, 12, 10)
-        hr = lr.repeat(scale, 0).repeat(scale, 1)
-        save(lr_dir / f"p{k}{lr_suffix}.png", lr)
-        save(hr_dir / f"p{k}.png", hr)
-    return lr_dir, hr_dir
-
-
-def test_paired_dataset_crops_and_transforms_align(tmp_path):
-    lr_dir, hr_dir = write_pair_folders(tmp_path, 2)
-    ds = PairedImageDataset(lr_dir, hr_dir, 2, 8, spatial_transforms=True, seed=4, repeat=20)
-    seen = set()
-    for i in range(len(ds)):
-        item = ds[i]
-        lr, hr = u8(item["lr"]), u8(item["hr"])
-        assert lr.shape == (4, 4, 3) and hr.shape == (8, 8, 3)
-        assert np.array_equal(hr, lr.repeat(2, 0).repeat(2, 1))
-        seen.add(hr.tobytes())
-    assert len(seen) > 10
-    whole = PairedImageDataset(lr_dir, hr_dir, 2)[1]
-    assert whole["name"] == "p1" and whole["hr"].shape == (3, 24, 20)
-
-
-def test_paired_dataset_edsr_names_and_errors(tmp_path):
-    lr_dir, hr_dir = write_pair_folders(tmp_path / "edsr", 2, lr_suffix="x2")
-    assert len(PairedImageDataset(lr_dir, hr_dir, 2)) == 2
-    lr_dir, hr_dir = write_pair_folders(tmp_path, 2)
-    with pytest.raises(DatasetError, match="not a x3 pair"):
-        PairedImageDataset(lr_dir, hr_dir, 3)
-    save(hr_dir / "lonely.png", smooth_image(30, 24, 20))
-    with pytest.raises(DatasetError, match="lonely.png: no LR image"):
-        PairedImageDataset(lr_dir, hr_dir, 2)
 
 
 def test_exif_rotated_photos_are_read_upright(tmp_path):

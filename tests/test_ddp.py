@@ -12,6 +12,8 @@ import pytest
 
 from trainer_fixtures import make_images, subprocess_env, tiny_config, write_config
 
+pytestmark = pytest.mark.slow  # two torchrun processes train both stages
+
 WORKER = Path(__file__).resolve().parent / "trainer_ddp_worker.py"
 
 

@@ -223,6 +223,7 @@ def test_handlers_route_other_inputs(tmp_path, model_path, monkeypatch):
     assert (tmp_path / "clip_sr.mp4").read_text() == "upscaled" and (tmp_path / "still_sr.png").is_file()
 
 
+@pytest.mark.slow
 def test_root_script_runs(tmp_path, model_path):
     write_image(tmp_path / "a.png", image())
     result = subprocess.run(

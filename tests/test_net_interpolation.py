@@ -88,6 +88,7 @@ def test_output_never_overwrites_an_input(pair, capsys):
     assert path_b.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_root_script_runs(tmp_path, pair):
     path_a, path_b = pair
     result = subprocess.run(

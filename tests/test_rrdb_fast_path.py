@@ -40,6 +40,7 @@ def spy(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_default_x4_network_matches_published_code(spy):
     ref = randomize_(ESRGANNewArch(), seed=5).eval()
     ours = _fast(ref)
@@ -155,6 +156,7 @@ def _bf16_conv_supported() -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _bf16_conv_supported(), reason="this CPU build has no bfloat16 convolution")
 @pytest.mark.parametrize("mode", ["bf16-weights", "autocast"])
 def test_bf16_on_cpu_is_finite_and_close_to_fp32(mode):

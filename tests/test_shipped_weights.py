@@ -68,24 +68,28 @@ def _scores(tmp_path, shared_data, name: str, degrade: str | None = None) -> dic
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(weights.MODELS))
 def test_each_model_scores_on_set5_what_its_card_says(tmp_path, shared_data, name):
     (dataset,) = _scores(tmp_path, shared_data, name)["results"]
     assert f"**{dataset['mean']['psnr']:.2f} / {dataset['mean']['ssim']:.4f}**" in card(name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["default_x4", "default_x2"])
 def test_psnr_models_are_far_from_bicubic(tmp_path, shared_data, name):
     (dataset,) = _scores(tmp_path, shared_data, name)["results"]
     assert dataset["mean"]["psnr"] >= dataset["mean"]["bicubic_psnr"] + 2.5  # x4: +2.88 dB, x2: +3.69 dB
 
 
+@pytest.mark.slow
 def test_default_x4_reaches_its_set5_targets(tmp_path, shared_data):
     (dataset,) = _scores(tmp_path, shared_data, "default_x4")["results"]
     assert dataset["mean"]["psnr"] >= dataset["mean"]["bicubic_psnr"] + 2.8
     assert dataset["mean"]["psnr"] >= 31.3  # VDSR, trained on the same 291 images, published 31.35
 
 
+@pytest.mark.slow
 def test_default_x2_reaches_its_set5_target(tmp_path, shared_data):
     (dataset,) = _scores(tmp_path, shared_data, "default_x2")["results"]
     assert dataset["mean"]["psnr"] >= 37.3  # VDSR, trained on the same 291 images, published 37.53
@@ -124,6 +128,7 @@ def _gan_texture():
     return module
 
 
+@pytest.mark.slow
 def test_gan_x4_is_sharper_than_default_x4_without_a_grid_and_blends_with_it(tmp_path, shared_data):
     texture, set5 = _gan_texture(), shared_data / "benchmark" / "Set5"
     default, gan = (texture.measure(load_model(weights.model_path(n)), set5) for n in ("default_x4", "gan_x4"))

@@ -200,6 +200,7 @@ def test_shipped_configs_follow_the_published_recipes():
     assert x2.cr_patch_size[0] < x4.cr_patch_size[0] and x4.lr < x2.lr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SYSTEMS))
 def test_system_trains_and_its_model_round_trips(name, folders, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -65,6 +65,7 @@ def test_signals_become_a_stop_request_and_handlers_are_restored():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.slow
 def test_sigterm_writes_a_checkpoint_and_the_run_resumes_from_it(tmp_path, monkeypatch):
     train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
     long_stage = {"num_iterations": 100000, "val_interval": 100000}

@@ -6,10 +6,13 @@ crops of Set5, where a from-scratch RRDBNet needs longer than a test may take.
 """
 import re
 
+import pytest
 from PIL import Image
 from trainer_fixtures import write_config
 
 from torch_sr.cli.train import main
+
+pytestmark = pytest.mark.slow  # hundreds of training iterations on real photos
 
 
 def test_loss_falls_and_validation_psnr_beats_bicubic(shared_data, tmp_path, monkeypatch):

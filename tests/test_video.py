@@ -196,6 +196,7 @@ def test_an_output_never_overwrites_the_input_video(tmp_path, model_path, capsys
     assert "would overwrite an input" in capsys.readouterr().err and clip.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_frames_stream_through_one_at_a_time(tmp_path, model_path, monkeypatch):
     """No list of frames is kept: when frame k is upscaled, the earlier frames are gone.
 
@@ -326,11 +327,13 @@ def test_rotation_aspect_ratio_and_colour_matrix_are_kept(tmp_path):
     assert np.abs(rgb_out.astype(int).mean((0, 1)) - rgb_in.astype(int).mean((0, 1))).max() <= 3
 
 
+@pytest.mark.slow
 def test_importing_the_command_does_not_import_pyav():
     code = "import sys, torch_sr.cli.inference, torch_sr.inference.video; assert 'av' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_tiling_precision_and_tta_options_apply_to_videos(tmp_path, model_path, monkeypatch):
     clip = make_clip(tmp_path / "clip.mp4", audio=None)
     seen = []

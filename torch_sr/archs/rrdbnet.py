@@ -131,6 +131,8 @@ class RRDB(nn.Module):
 class RRDBNet(nn.Module):
     """The ESRGAN generator; the defaults compute exactly the published 23-block x4 network.
 
+    `num_basic_blocks` counts the RRDBs of the trunk, `num_dense_blocks` the residual dense blocks
+    in each RRDB, and `num_residual_blocks` the densely connected 3x3 convs in each of those.
     `pixel_unshuffle` > 1 reproduces BasicSR/Real-ESRGAN's x2 and x1 models, which fold the input
     into channels first and then upsample x4 as usual.
     """

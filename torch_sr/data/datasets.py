@@ -9,12 +9,11 @@ transposes commute with MATLAB's symmetric kernel and mirrored borders, so LR an
 identically) and before the hard ones (LR only).
 
 Randomness: item k of a dataset seeded `s` is drawn from the seed (s, k), so a run is reproducible
-and `state_dict()` is just two integers. `seed_worker` re-seeds each DataLoader worker's copy from
-torch's per-worker seed, so a seeded DataLoader gives the same batches on every run.
+and `state_dict()` is just two integers (the trainer sets them per global sample number:
+`torch_sr.training.data.NumberedSamples`).
 """
 from __future__ import annotations
 
-import random
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from torch_sr.data.augment import HardTransform, SpatialTransform
 from torch_sr.data.degradation_specs import EvalDegradation
 from torch_sr.data.degradations import gaussian_blur, modcrop
-from torch_sr.data.image_files import image_info, list_images
+from torch_sr.data.image_files import image_info
 from torch_sr.data.image_store import ImageStore
 from torch_sr.data.imresize import imresize
 from torch_sr.errors import ConfigError, DatasetError
@@ -170,9 +169,6 @@ class SRTrainDataset(Dataset):
             lr = self.hard(rng, lr)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr)}
 
-    def reseed(self, seed: int) -> None:
-        self.items = _SeededItems(seed)
-
     def state_dict(self) -> dict[str, int]:
         return self.items.state_dict()
 
@@ -224,111 +220,3 @@ class SREvalDataset(Dataset):
         else:
             lr = make_lr(hr, self.scale, self.blur_sigma)
         return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": name, "gray": self.store.gray[i]}
-
-
-def _pair_paths(lr_dir: Path, hr_dir: Path, scale: int) -> tuple[list[Path], list[Path]]:
-    """Match HR files to LR files of the same stem (or `<stem>x<scale>`, the EDSR naming)."""
-    lr_by_stem = {p.stem: p for p in list_images(lr_dir)}
-    hr_paths = list_images(hr_dir)
-    if not hr_paths:
-        raise DatasetError(f"{hr_dir}: no HR images found")
-    lrs = []
-    for hr in hr_paths:
-        lr = lr_by_stem.get(hr.stem) or lr_by_stem.get(f"{hr.stem}x{scale}")
-        if lr is None:
-            raise DatasetError(f"{hr}: no LR image named {hr.stem}.* (or {hr.stem}x{scale}.*) in {lr_dir}")
-        lrs.append(lr)
-    return lrs, hr_paths
-
-
-class PairedImageDataset(Dataset):
-    """Given LR and HR folders (files matched by name): aligned random crops, or whole images.
-
-    HR may exceed `scale` times the LR size by less than `scale` pixels (it is modcropped); anything
-    else is an error naming both files. Spatial transforms act on both images identically, hard
-    transforms on LR only. Items: `lr`, `hr`, `name`.
-    """
-
-    def __init__(
-        self,
-        lr_dir: str | Path,
-        hr_dir: str | Path,
-        scale: int,
-        patch_size: int | tuple[int, int] | None = None,
-        *,
-        spatial_transforms: bool = False,
-        hard_transforms: bool = False,
-        img_channels: int = 3,
-        cache: bool | None = None,
-        seed: int = 0,
-        repeat: int = 1,
-    ):
-        self.scale = scale
-        self.patch_size = _patch_size(patch_size, scale)
-        self.repeat = max(1, int(repeat))
-        lr_paths, hr_paths = _pair_paths(Path(lr_dir), Path(hr_dir), scale)
-        self.img_channels = img_channels
-        self.lr_store = _open_store(lr_paths, img_channels, cache)
-        self.hr_store = _open_store(hr_paths, img_channels, cache)
-        for lr, hr, (h, w), (hh, hw) in zip(lr_paths, hr_paths, self.lr_store.sizes, self.hr_store.sizes):
-            if not (0 <= hh - h * scale < scale and 0 <= hw - w * scale < scale):
-                raise DatasetError(f"{hr} is {hw}x{hh} but its LR {lr} is {w}x{h}: not a x{scale} pair")
-            if self.patch_size and (h * scale < self.patch_size[0] or w * scale < self.patch_size[1]):
-                raise DatasetError(f"{hr}: smaller than the HR patch {self.patch_size[1]}x{self.patch_size[0]}")
-        self.spatial = _spatial_transforms(spatial_transforms)
-        self.hard = HardTransform() if hard_transforms else None
-        self.items = _SeededItems(seed)
-
-    def __len__(self) -> int:
-        return len(self.hr_store) * self.repeat
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        rng = self.items.next_rng()
-        k = i % len(self.hr_store)
-        s = self.scale
-        lr, hr = self.lr_store[k], self.hr_store[k]
-        hr = hr[: lr.shape[0] * s, : lr.shape[1] * s]
-        if self.patch_size is not None:
-            ph, pw = self.patch_size[0] // s, self.patch_size[1] // s
-            y = int(rng.integers(0, lr.shape[0] - ph + 1))
-            x = int(rng.integers(0, lr.shape[1] - pw + 1))
-            lr = lr[y : y + ph, x : x + pw]
-            hr = hr[y * s : (y + ph) * s, x * s : (x + pw) * s]
-        lr, hr = _channels(lr, self.img_channels), _channels(hr, self.img_channels)
-        if self.spatial is not None:
-            hr, lr = self.spatial[hr.shape[0] == hr.shape[1]](rng, hr, lr)
-        if self.hard is not None:
-            lr = self.hard(rng, lr)
-        return {"lr": to_tensor(lr), "hr": to_tensor(hr), "name": self.hr_store.paths[k].stem}
-
-    def reseed(self, seed: int) -> None:
-        self.items = _SeededItems(seed)
-
-    def state_dict(self) -> dict[str, int]:
-        return self.items.state_dict()
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.items.load_state_dict(state)
-
-
-def _reseed(dataset: Any, seed: int) -> None:
-    if hasattr(dataset, "reseed"):
-        dataset.reseed(seed)
-    for k, child in enumerate(getattr(dataset, "datasets", ())):  # ConcatDataset
-        _reseed(child, seed + 7919 * (k + 1))
-    if hasattr(dataset, "dataset"):  # Subset
-        _reseed(dataset.dataset, seed)
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: seed python, numpy and the worker's dataset copy from torch's seed.
-
-    torch gives worker k the seed `base_seed + k`, with `base_seed` drawn from the DataLoader's
-    generator (or the global torch RNG), so `torch.manual_seed(s)` makes the whole stream repeat.
-    """
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-    info = get_worker_info()
-    if info is not None:
-        _reseed(info.dataset, seed)

@@ -63,10 +63,11 @@ def image_info(path: Path) -> tuple[int, int, bool]:
         raise DatasetError(f"{path}: not a readable image ({e}); replace or delete the file") from None
 
 
-def read_image(path: Path, channels: int = 3) -> np.ndarray:
+def read_dataset_image(path: Path, channels: int = 3) -> np.ndarray:
     """Decode to upright uint8 `HWC` with 3 (RGB; gray replicated, alpha dropped) or 1 (luma) channels.
 
     16-bit files are scaled to 8 bits. A truncated or corrupt file raises `DatasetError` naming it.
+    (Inference reads files with `torch_sr.inference.image_io.read_image`, which keeps 16 bits, alpha and ICC.)
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch_sr.data.image_files import image_info, read_image
+from torch_sr.data.image_files import image_info, read_dataset_image
 from torch_sr.errors import DatasetError
 
 MEMORY_FRACTION = 0.25  # cache automatically when the decoded images take at most this much of the RAM
@@ -48,7 +48,7 @@ class ImageStore:
         return len(self.paths)
 
     def _decode(self, i: int) -> np.ndarray:
-        img = read_image(self.paths[i], self.channels)
+        img = read_dataset_image(self.paths[i], self.channels)
         if img.shape[:2] != self.sizes[i]:
             raise DatasetError(f"{self.paths[i]}: decoded size {img.shape[:2]} differs from its header {self.sizes[i]}")
         return img

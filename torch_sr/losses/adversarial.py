@@ -70,18 +70,17 @@ def hinge_g_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
 
 
 class AdversarialLoss(NamedTuple):
-    """A GAN loss. `relativistic`: `g_loss` uses the real logits (else the trainer may skip computing them)."""
+    """A GAN loss: the discriminator's and the generator's functions of `(real_logits, fake_logits)`."""
 
     d_loss: LossFn
     g_loss: LossFn
-    relativistic: bool
 
 
 ADVERSARIAL_LOSSES = {
-    "ragan": AdversarialLoss(ragan_d_loss, ragan_g_loss, True),
-    "vanilla": AdversarialLoss(vanilla_d_loss, vanilla_g_loss, False),
-    "lsgan": AdversarialLoss(lsgan_d_loss, lsgan_g_loss, False),
-    "hinge": AdversarialLoss(hinge_d_loss, hinge_g_loss, False),
+    "ragan": AdversarialLoss(ragan_d_loss, ragan_g_loss),
+    "vanilla": AdversarialLoss(vanilla_d_loss, vanilla_g_loss),
+    "lsgan": AdversarialLoss(lsgan_d_loss, lsgan_g_loss),
+    "hinge": AdversarialLoss(hinge_d_loss, hinge_g_loss),
 }
 
 
