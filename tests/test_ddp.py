@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow  # two torchrun processes train both stages
 WORKER = Path(__file__).resolve().parent / "trainer_ddp_worker.py"
 
 
+@pytest.mark.timeout(300)  # three Python processes start torch: seconds idle, minutes on a loaded machine
 def test_torchrun_ranks_end_identical_and_only_rank_0_writes(tmp_path):
     train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
     cfg = tiny_config(train, val, logging={"dir": str(tmp_path / "runs"), "tensorboard": True},
