@@ -1,6 +1,6 @@
 """GPU smoke run: every CUDA path of torch_sr once, and a table of what was checked (issue 18).
 
-    python benchmarks/gpu_smoke.py                      # one command; a few minutes on one GPU
+    python benchmarks/gpu_smoke.py                      # one command; meant to take well under 10 min on one GPU
     python benchmarks/gpu_smoke.py --markdown table.md  # also write the table as Markdown (docs/benchmarks.md)
     python benchmarks/gpu_smoke.py --cpu-dry-run        # run what a CPU can, small: checks this script, not CUDA
     python benchmarks/gpu_smoke.py --only train --only resume   # only the checks whose name contains these
