@@ -1,4 +1,5 @@
-"""`torch-sr-export MODEL OUTPUT` (also `python -m torch_sr.weights.export`): one set of weights, float16, same model, never overwriting."""
+"""`torch-sr-export MODEL OUTPUT` (also `python -m torch_sr.weights.export`): one set of weights, float16, same
+model, never overwriting."""
 import torch
 
 from torch_sr.archs.srvgg import SRVGGNetCompact
