@@ -1,8 +1,6 @@
 """DistributedDataParallel for real: two CPU processes under torchrun (gloo) train both stages, on one
 node or as two nodes that meet through torchrun's c10d rendezvous."""
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -55,35 +53,48 @@ def free_port() -> int:
 
 @pytest.mark.timeout(300)  # four Python processes start torch: about 20 s idle, minutes on a loaded machine
 def test_the_same_command_spans_two_nodes_through_the_c10d_rendezvous(tmp_path):
-    """Two torchrun launchers, as on two machines (`--nnodes 2 --node-rank 0/1`), here both on 127.0.0.1."""
+    """Two torchrun launchers, as on two machines (`--nnodes 2 --node-rank 0/1`), here both on 127.0.0.1.
+
+    The PSNR stage alone (the GAN stage adds nothing to what is shown here) keeps it short.
+    """
     train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
-    short = {"num_iterations": 2}
-    cfg = tiny_config(train, val, pretraining=short, training=short, logging={"dir": str(tmp_path / "runs")})
+    stages = {"pretraining": {"num_iterations": 2}, "training": {"enabled": False}}
+    cfg = tiny_config(train, val, **stages, logging={"dir": str(tmp_path / "runs")})
     path = write_config(tmp_path / "nodes.json", cfg)
     rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "nodes"]
     train_args = [str(path), "--output-dir", str(tmp_path / "out"), "--device", "cpu", "-i", "2", "--run-name", "nodes"]
+    logs = [open(tmp_path / f"node{node}.log", "w") for node in (0, 1)]
     nodes = [
         subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
              "--nproc-per-node", "1", *rendezvous, str(WORKER), str(tmp_path), *train_args],
-            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env(),
-            start_new_session=True,  # a process group per node: a failed test ends its workers too
+            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(),
         )
-        for node in (0, 1)
+        for node, log in enumerate(logs)
     ]
     try:
-        outputs = [node.communicate(timeout=280)[0] for node in nodes]
+        nodes[0].wait(timeout=280)
+        nodes[1].wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
     finally:
-        for node in nodes:
+        for node, log in zip(nodes, logs):
             if node.poll() is None:
-                os.killpg(node.pid, signal.SIGKILL)
-    assert [node.returncode for node in nodes] == [0, 0], "\n".join(out[-2000:] for out in outputs)
+                node.terminate()  # torchrun passes SIGTERM on to its worker and waits for it
+                try:
+                    node.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    node.kill()
+                    node.wait()
+            log.close()
+    outputs = "\n".join(f"node {n}: {(tmp_path / f'node{n}.log').read_text()[-2000:]}" for n in (0, 1))
+    assert [node.returncode for node in nodes] == [0, 0], outputs
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     # one process per node: each is local rank 0 of its own node, and together they are one world of two
     assert [r["place"]["LOCAL_RANK"] for r in ranks] == ["0", "0"]
     assert sorted(r["place"]["GROUP_RANK"] for r in ranks) == ["0", "1"]
-    assert {r["place"]["WORLD_SIZE"] for r in ranks} == {"2"} and {r["place"]["LOCAL_WORLD_SIZE"] for r in ranks} == {"1"}
+    assert [(r["place"]["WORLD_SIZE"], r["place"]["LOCAL_WORLD_SIZE"]) for r in ranks] == [("2", "1"), ("2", "1")]
     assert [r["code"] for r in ranks] == [0, 0]
-    assert set(ranks[0]["digests"]) == {"PSNR", "ESRGAN"} and ranks[0]["digests"] == ranks[1]["digests"]
+    assert set(ranks[0]["digests"]) == {"PSNR"} and ranks[0]["digests"] == ranks[1]["digests"]
     assert ranks[1]["writes"] == [] and ranks[0]["writes"]
     assert "2 process(es) on cpu" in (tmp_path / "runs" / "nodes" / "train.log").read_text()

@@ -209,7 +209,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_integer_upscale_as_convolutions_is_imresize(scale):
-    """`upscale_integer` (SRCNN's upscale, traceable for ONNX at any size) gives imresize's numbers, borders included."""
+    """`upscale_integer` (SRCNN's upscale, traceable for ONNX at any size) gives imresize's numbers, borders too."""
     from torch_sr.data.imresize import upscale_integer
 
     gen = torch.Generator().manual_seed(scale)

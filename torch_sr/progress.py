@@ -14,7 +14,7 @@ FALLBACK_SIZE = (80, 24)  # columns, lines
 
 
 def terminal_size(stream: Any) -> tuple[int, int] | None:
-    """(columns, lines) of the terminal `stream` writes to, `FALLBACK_SIZE` where it reports none; None if not a terminal."""
+    """(columns, lines) of the terminal `stream` writes to (`FALLBACK_SIZE` if it reports none); None off a terminal."""
     try:
         if not stream.isatty():
             return None

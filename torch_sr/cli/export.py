@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(OUTPUT), and/or as an ONNX file for ONNX Runtime, TensorRT, OpenVINO or ncnn (--onnx). See "
         "docs/deployment.md.",
         formatter_class=HelpFormatter,
-        epilog=exit_status_epilog({EXIT_OK: "every file asked for was written", EXIT_ERROR: "an error (one line on stderr)"}),
+        epilog=exit_status_epilog(
+            {EXIT_OK: "every file asked for was written", EXIT_ERROR: "an error (one line on stderr)"}
+        ),
     )
     p.add_argument("model", help="a model file, a training checkpoint or a shipped model's name (default_x4, ...)")
     p.add_argument(
@@ -43,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=OPSET,
         choices=OPSETS,
         metavar="N",
-        help=f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default: %(default)s, which current ONNX Runtime, TensorRT "
-        "and OpenVINO releases read)",
+        help=f"ONNX opset, {OPSETS.start}-{OPSETS.stop - 1} (default: %(default)s, which current ONNX Runtime, "
+        "TensorRT and OpenVINO releases read)",
     )
     return p
 

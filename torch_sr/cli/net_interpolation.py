@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write theta = (1 - alpha) theta_PSNR + alpha theta_GAN for two models of the same "
         "architecture (any accepted file layout).",
         formatter_class=HelpFormatter,
-        epilog=exit_status_epilog({EXIT_OK: "the blended model was written", EXIT_ERROR: "an error (one line on stderr)"}),
+        epilog=exit_status_epilog(
+            {EXIT_OK: "the blended model was written", EXIT_ERROR: "an error (one line on stderr)"}
+        ),
     )
     p.add_argument(
         "--psnr-model-path", required=True, type=resolve_model,
