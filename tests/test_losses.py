@@ -13,6 +13,7 @@ from torch_sr.losses.content import build_content_loss
 from torch_sr.losses.perceptual import IMAGENET_MEAN, IMAGENET_STD, PerceptualLoss, build_perceptual_loss, gram_matrix
 from torch_sr.losses.total import total_loss
 from torch_sr.losses.total_variation import total_variation
+from torch_sr.training.objective import Objective
 
 X = torch.tensor([[0.0, 0.5], [1.0, 0.25]]).view(1, 1, 2, 2)
 Y = torch.tensor([[0.5, 0.5], [0.0, 1.0]]).view(1, 1, 2, 2)  # differences 0.5, 0, 1, 0.75
@@ -150,6 +151,19 @@ def test_total_variation_by_hand():
     # vertical diffs |1-0|, |0.25-0.5| -> mean 0.625; horizontal |0.5-0|, |0.25-1| -> mean 0.625
     assert total_variation(X).item() == pytest.approx(1.25)
     assert total_variation(torch.full((2, 3, 5, 4), 0.3)).item() == 0
+
+
+def test_a_stages_image_terms_judge_its_output_against_the_hr_image():
+    """Content, TV and checkerboard terms of `Objective` are those of the output (TV: of the output alone)."""
+    cfg = validate_config({"scale_factor": 2, "pretraining": {"tv_loss_scaling": 0.5}})
+    objective = Objective(cfg, cfg.pretraining, adversarial=False, device=torch.device("cpu"))
+    sr, hr = torch.rand(1, 3, 8, 8, requires_grad=True), torch.rand(1, 3, 8, 8)
+    terms = objective.image_terms(sr, hr)
+    assert set(terms) == {"content", "tv"}
+    assert terms["content"].item() == pytest.approx((sr - hr).abs().mean().item())
+    assert terms["tv"].item() == pytest.approx(total_variation(sr).item())
+    terms["tv"].backward()
+    assert sr.grad.abs().sum() > 0  # the penalty reaches the generator
 
 
 def test_gram_matrix_by_hand():

@@ -79,6 +79,13 @@ def test_tiles_cover_overlap_align_and_weights_sum_to_one(length, tile, overlap,
         torch.testing.assert_close(total, torch.ones_like(total))
 
 
+def test_the_overlap_is_capped_at_a_quarter_of_the_tile():
+    """So every tile keeps at least half its pixels: a larger overlap would only cost more tiles."""
+    for spans in tiling.tile_grid(300, 200, 64, overlap=48):
+        shared = [a1 - b0 for (_, a1), (b0, _) in zip(spans, spans[1:])]
+        assert shared and set(shared) == {64 // 4}
+
+
 def test_ramps_are_feathered_and_ignore_tile_edges():
     spans = tiling.tile_spans(200, 100, 40, 1)
     w = tiling.ramp_weights(spans, 0, 1)

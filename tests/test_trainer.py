@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from trainer_fixtures import make_images, tiny_config, write_config
+from trainer_fixtures import make_images
 
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.files import read_weights
@@ -20,25 +20,6 @@ from torch_sr.training.resume import config_differences, may_change
 from torch_sr.training.rng import derive_seed
 from torch_sr.training.sampler import GlobalBatchSampler
 from torch_sr.training.transfer import load_fitting_weights
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    return make_images(root / "train", 5, (40, 44)), make_images(root / "val", 2, (32, 36), seed=1)
-
-
-@pytest.fixture
-def run(folders, tmp_path, monkeypatch):
-    """`run(changes, *flags) -> exit code`: the CLI on a tiny config, in a fresh working directory."""
-    monkeypatch.chdir(tmp_path)
-
-    def go(changes=None, *flags, sections=None):
-        """`changes` are merged into the tiny config; `sections` replace whole sections."""
-        path = write_config(tmp_path / "tiny.json", {**tiny_config(*folders, **(changes or {})), **(sections or {})})
-        return main([str(path), "--device", "cpu", *flags])
-
-    return go
 
 
 # -- data order ------------------------------------------------------------------------------------
@@ -81,11 +62,11 @@ def test_sample_numbers_fix_item_and_randomness_whatever_the_access_order():
     assert len({r for _, r in forward}) == 21  # a fresh random stream per sample number
 
 
-def test_each_epoch_crops_an_image_afresh_and_a_sample_number_always_alike(folders):
+def test_each_epoch_crops_an_image_afresh_and_a_sample_number_always_alike(trainer_folders):
     from torch_sr.data.datasets import SRTrainDataset
     from torch_sr.training.sampler import epoch_permutation
 
-    paths = sorted(folders[0].glob("*.png"))
+    paths = sorted(trainer_folders[0].glob("*.png"))
     samples = NumberedSamples(SRTrainDataset(paths, 4, 16, seed=5), seed=5)
     n = len(samples)
     # the sample numbers at which epochs 0 and 1 visit image 0

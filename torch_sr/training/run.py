@@ -62,7 +62,8 @@ def train(cfg: TrainConfig, options: TrainOptions, checkpoint: dict[str, Any] | 
         t = checkpoint["training"] if checkpoint is not None else {}
         timestamp = int(t.get("timestamp") or time.time())
         run_name = options.run_name or cfg.logging.run_name or t.get("run_name") or _default_run_name(cfg, timestamp)
-        purge = t["step_offset"] + t["iteration"] if t else None
+        # what a killed run logged after its checkpoint's step (TensorBoard hides steps >= purge_step)
+        purge = t["step_offset"] + t["iteration"] + 1 if t else None
         with stop_on_signals() as stop:
             session = Session(cfg, options, ctx, stop, timestamp, run_name, purge_step=purge)
             try:
