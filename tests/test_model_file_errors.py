@@ -177,7 +177,7 @@ def test_hostile_sizes_cost_memory_near_the_file_size(tmp_path):
     """The three size attacks of the issue, in one fresh process: peak memory stays near torch's own."""
     torch.save(_own_payload(hparams={**TINY, "num_feat": 3000, "num_conv": 100}), tmp_path / "hparams.pth")
     torch.save(stride0_rrdb_state_dict(), tmp_path / "stride0.pth")
-    write_inflating_zip(tmp_path / "inflate.pth", 1 << 30)
+    write_inflating_zip(tmp_path / "inflate.pth", 256 << 20)
     code = (
         "import resource, sys, torch\n"
         "from torch_sr.model_files.model_file import load_model\n"

@@ -116,6 +116,11 @@ def test_an_unreadable_newest_checkpoint_gives_way_to_the_previous_one(run, fini
     good.write_bytes(b"\x80\x02garbage")
     assert run(None, "--resume", config=False) == 2
     assert one_error_line(capsys.readouterr().err).startswith("error: no readable checkpoint in saved_models: ")
+    # the checkpoint an unreadable one replaced comes first
+    torch.save(finished, out / "2_RRDB_PSNR_x4_checkpoint.previous.pth")
+    assert run(None, "--resume", config=False) == 0
+    assert "continuing from the previous readable checkpoint saved_models/2_RRDB_PSNR_x4_checkpoint.previous.pth" \
+        in capsys.readouterr().err
 
 
 def test_interrupted_save_temporaries_are_removed_on_the_next_run(run, finished, tmp_path, capsys):

@@ -109,10 +109,14 @@ def previous_checkpoint_path(path: Path) -> Path:
 
 
 def keep_previous(path: Path) -> None:
-    """Keep the current content of `path` (if any) as its previous checkpoint, without copying where
-    the file system allows a hard link."""
+    """Keep the current content of `path` (if any, and if it looks like PyTorch's zip format: a damaged
+    file never replaces a kept one) as its previous checkpoint, without copying where the file system
+    allows a hard link."""
     if not path.is_file():
         return
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            return
     previous = previous_checkpoint_path(path)
     link = previous.with_name(f".{previous.name}.link.tmp")
     link.unlink(missing_ok=True)

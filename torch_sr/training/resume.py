@@ -18,7 +18,7 @@ from typing import Any
 from torch_sr.config.schema import TrainConfig
 from torch_sr.config.validate import config_to_dict, validate_config
 from torch_sr.errors import CheckpointError, ConfigError
-from torch_sr.training.checkpointing import checkpoints_newest_first, read_checkpoint
+from torch_sr.training.checkpointing import checkpoints_newest_first, previous_checkpoint_path, read_checkpoint
 from torch_sr.training.rng import rng_state, set_rng_state
 from torch_sr.training.stages import build_stages
 
@@ -93,8 +93,8 @@ def find_checkpoint(
     """`--load-checkpoint PATH`, or with `--resume` the newest readable checkpoint in the output directory
     (None if there is none), and its contents.
 
-    With `--resume`, an unreadable newest checkpoint is passed over for the previous readable one,
-    saying so through `warn`.
+    With `--resume`, an unreadable newest checkpoint is passed over for the previous readable one (the
+    one it replaced, `<prefix>_checkpoint.previous.pth`, else an older stage's), saying so through `warn`.
     """
     if load_checkpoint is not None:
         if not Path(load_checkpoint).is_file():
@@ -102,7 +102,10 @@ def find_checkpoint(
         return Path(load_checkpoint), read_checkpoint(load_checkpoint)
     if not resume:
         return None
-    candidates = checkpoints_newest_first(output_dir)
+    candidates = []
+    for path in checkpoints_newest_first(output_dir):  # each followed by the one it replaced, if kept
+        previous = previous_checkpoint_path(path)
+        candidates += [path, previous] if previous.is_file() else [path]
     for k, path in enumerate(candidates):
         try:
             found = path, read_checkpoint(path)
