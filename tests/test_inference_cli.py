@@ -17,6 +17,7 @@ from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.image_io import read_image, write_image
 from torch_sr import weights
+from fake_terminal import FakeTerminal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -232,22 +233,6 @@ def test_root_script_runs(tmp_path, model_path):
     )
     assert result.returncode == 0, result.stderr
     assert read_image(tmp_path / "a_sr.png").array.shape == (24, 20, 3)
-
-
-class FakeTerminal:
-    """A stderr that says it is a terminal (and has no descriptor, so no size)."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
 
 
 def test_tile_progress_is_shown_on_terminals_not_in_logs(tmp_path, model_path, monkeypatch, capsys):

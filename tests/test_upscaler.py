@@ -14,6 +14,7 @@ from torch_sr.inference import tiling
 from torch_sr.inference.channels import fill_transparent
 from torch_sr.color import rgb_to_ycbcr, ycbcr_to_rgb
 from torch_sr.inference.upscaler import Upscaler
+from fake_terminal import FakeTerminal
 
 
 
@@ -329,26 +330,10 @@ def test_out_of_memory_retries_with_smaller_tiles(monkeypatch):
         Upscaler(OutOfMemoryAbove(100), "cpu", tile=64).upscale_tensor(x)
 
 
-class _Terminal:
-    """A stderr that says it is a terminal, so tqdm draws its bars (it stays silent for pipes and files)."""
-
-    def __init__(self):
-        self.text = ""
-
-    def write(self, s):
-        self.text += s
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return True
-
-
 def test_progress_bar_counts_tiles_on_a_terminal(monkeypatch):
     import sys
 
-    term = _Terminal()
+    term = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", term)
     img = np.zeros((16, 16, 3), np.uint8)
     Upscaler(ConvShuffle(), device="cpu", tile=8, tile_overlap=0, progress=True).upscale_array(img)
