@@ -161,6 +161,7 @@ def test_bad_decoder_channels():
         UNetResNet18(decoder_channels=(64, 32), pretrained_encoder=False)
 
 
+@pytest.mark.slow
 def test_module_import_is_light():
     import subprocess
     import sys
