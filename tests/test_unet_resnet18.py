@@ -4,7 +4,6 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from training_steps import assert_trains
 
 from torch_sr.archs.registry import build_generator
