@@ -37,11 +37,13 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_the_library_does_not_import_the_command_line_tools():
     code = "import sys, torch_sr.inference.upscaler, torch_sr.device; assert 'torch_sr.cli' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_importing_every_module_loads_no_heavy_optional_dependency():
     """wandb, tensorboard, albumentations, PyAV, lpips, torchvision's model zoo and onnx load only when used."""
     code = (

@@ -29,6 +29,7 @@ PUBLISHED_BICUBIC = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,scale,psnr,ssim", PUBLISHED_BICUBIC)
 def test_bicubic_reproduces_published_numbers(shared_data, name, scale, psnr, ssim):
     ds = SREvalDataset(resolve_images(name, "test", shared_data, download=False), scale)

@@ -304,6 +304,7 @@ TINY_ARCHS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "generator, discriminator",
     [

@@ -20,6 +20,7 @@ def run_dir(tmp_path_factory):
     return root / "runs" / "r1"
 
 
+@pytest.mark.slow  # the run_dir fixture trains with TensorBoard and W&B
 def test_tensorboard_events_hold_losses_validation_scores_and_sample_images(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -39,6 +40,7 @@ def test_tensorboard_events_hold_losses_validation_scores_and_sample_images(run_
     assert (sample.width, sample.height) == (3 * 32, 32)  # bicubic | SR | HR
 
 
+@pytest.mark.slow  # the run_dir fixture trains with TensorBoard and W&B
 def test_wandb_offline_run_holds_the_logged_keys_and_images(run_dir):
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -48,6 +50,7 @@ def test_wandb_offline_run_holds_the_logged_keys_and_images(run_dir):
     assert list((runs[0] / "files" / "media" / "images").rglob("*.png"))
 
 
+@pytest.mark.slow  # the run_dir fixture trains with TensorBoard and W&B
 def test_text_log_has_losses_validation_and_best_models(run_dir):
     log = (run_dir / "train.log").read_text()
     assert "PSNR 1/4 epoch 1: content" in log and "it/s" in log and "lr_g 0.0005" in log

@@ -4,7 +4,6 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from training_steps import assert_trains
 
 from torch_sr.archs.registry import build_generator
@@ -161,6 +160,7 @@ def test_bad_decoder_channels():
         UNetResNet18(decoder_channels=(64, 32), pretrained_encoder=False)
 
 
+@pytest.mark.slow
 def test_module_import_is_light():
     import subprocess
     import sys
