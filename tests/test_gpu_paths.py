@@ -271,8 +271,18 @@ def test_sync_batch_norm_converts_the_batch_norms_of_a_ddp_network(monkeypatch):
 
 def test_deterministic_cuda_settings(monkeypatch):
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    for module, flag in ((cudnn, "benchmark"), (cudnn, "deterministic"), (cudnn, "allow_tf32"), (matmul, "allow_tf32")):
-        monkeypatch.setattr(module, flag, getattr(module, flag))  # restored afterwards
+    flags = ((cudnn, "benchmark"), (cudnn, "deterministic"), (cudnn, "allow_tf32"), (matmul, "allow_tf32"))
+    # Saved and restored by hand: `matmul.allow_tf32` lives in `__getattr__`, which pytest >= 9.2's
+    # monkeypatch takes for a missing attribute and deletes on undo.
+    saved = [(module, flag, getattr(module, flag)) for module, flag in flags]
+    try:
+        _check_deterministic_cuda_settings(monkeypatch, cudnn, matmul)
+    finally:
+        for module, flag, value in saved:
+            setattr(module, flag, value)
+
+
+def _check_deterministic_cuda_settings(monkeypatch, cudnn, matmul):
     calls = []
     monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda mode, warn_only: calls.append((mode, warn_only)))
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
