@@ -59,7 +59,7 @@ def compare(name: str, model: torch.nn.Module, sizes: list[int], args: argparse.
     sess = session(path, args.threads)
     rows = []
     for size in sizes:
-        x = torch.rand(1, model.in_channels, size, size, generator=torch.Generator().manual_seed(size))
+        x = torch.rand(1, model.info.in_channels, size, size, generator=torch.Generator().manual_seed(size))
         feed = {"input": x.numpy()}
 
         def ours():

@@ -50,7 +50,7 @@ def grid_score(y: torch.Tensor, scale: int, margin: int) -> float:
 
 def measure(model: torch.nn.Module, folder: Path) -> dict[str, float]:
     """Mean PSNR, sharpness and grid score of `model` over the images of `folder`."""
-    scale = model.scale
+    scale = model.info.scale
     psnr, sharp, grid, grid_hr = [], [], [], []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         hr = read_image(path).array

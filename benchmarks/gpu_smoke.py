@@ -342,7 +342,9 @@ class Overflows(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.scale, self.in_channels, self.size_multiple = 1, 3, 1
+        from torch_sr.archs.description import GeneratorInfo
+
+        self.info = GeneratorInfo(scale=1, in_channels=3, out_channels=3)
         self.up = torch.nn.Conv2d(3, 3, 1, bias=False)
         self.down = torch.nn.Conv2d(3, 3, 1, bias=False)
         with torch.no_grad():
@@ -358,7 +360,9 @@ class FailsOnceAbove(torch.nn.Module):
 
     def __init__(self, pixels: int, error: str):
         super().__init__()
-        self.scale, self.in_channels, self.size_multiple = 2, 3, 1
+        from torch_sr.archs.description import GeneratorInfo
+
+        self.info = GeneratorInfo(scale=2, in_channels=3, out_channels=3)
         self.pixels, self.error, self.failed = pixels, error, False
         self.anchor = torch.nn.Parameter(torch.zeros(1))  # so that .to(device) has something to move
 

@@ -8,6 +8,7 @@ from typing import Literal
 import pytest
 import torch
 
+from torch_sr.archs.description import GeneratorArch
 from torch_sr.archs import registry
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
@@ -266,7 +267,7 @@ def test_architecture_sections_follow_the_constructor():
     assert cfg.generator.kwargs["scale_factor"] == 2 and cfg.generator.kwargs["img_channels"] == 1
     assert cfg.discriminator.kwargs["img_channels"] == 1 and "scale_factor" not in cfg.discriminator.kwargs
     g = build_generator_from_config(cfg)
-    assert isinstance(g, RRDBNet) and g.scale == 2 and g.in_channels == 1
+    assert isinstance(g, RRDBNet) and g.info.scale == 2 and g.info.in_channels == 1
     assert g.hparams["num_basic_blocks"] == 2 and len(g.body) == 2
 
 
@@ -294,7 +295,7 @@ class _ToyGenerator(torch.nn.Module):
 
 
 def test_a_new_architecture_needs_no_config_code(tmp_path, monkeypatch):
-    monkeypatch.setitem(registry.GENERATORS, "toy", _ToyGenerator)
+    monkeypatch.setitem(registry.GENERATORS, "toy", GeneratorArch("toy", _ToyGenerator))
     cfg = validate_config({"scale_factor": 2, "generator": {"arch": "toy", "depth": 3, "widths": [2, 1]}})
     assert cfg.generator.hparams == {"depth": 3, "mode": "fast", "widths": [2, 1], "dropout": None}
     assert build_generator_from_config(cfg).hparams["scale_factor"] == 2

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from trainer_fixtures import tiny_config
 
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.config.validate import validate_config
 from torch_sr.device import CUBLAS_DETERMINISTIC_WORKSPACE, configure_cuda, make_current
@@ -388,7 +389,7 @@ class FailsOnce(nn.Module):
 
     def __init__(self, error: type, message: str):
         super().__init__()
-        self.scale, self.in_channels, self.size_multiple = 2, 3, 1
+        self.info = GeneratorInfo(scale=2, in_channels=3, out_channels=3)
         self.error, self.message, self.failed_tile = error, message, None
 
     def forward(self, x):
@@ -428,7 +429,7 @@ class OutOfMemoryAbove(nn.Module):
 
     def __init__(self, limit: int):
         super().__init__()
-        self.scale, self.in_channels, self.size_multiple, self.limit = 2, 3, 1, limit
+        self.info, self.limit = GeneratorInfo(scale=2, in_channels=3, out_channels=3), limit
 
     def forward(self, x):
         if x.shape[0] * x.shape[-2] * x.shape[-1] > self.limit:

@@ -1,7 +1,5 @@
 """Hostile images, archives and downloads: bounded cost, one line naming the input, no silent wrong output."""
-import functools
 import http.server
-import io
 import struct
 import threading
 import time

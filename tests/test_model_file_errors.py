@@ -1,7 +1,6 @@
 """Hostile and broken model files: one `CheckpointError` naming the file, memory bounded by the file's size."""
 import io
 import json
-import os
 import random
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import torch
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srvgg import SRVGGNetCompact
 from torch_sr.model_files import model_file
-from torch_sr.model_files.model_file import load_model, model_payload, read_model_file, save_model
+from torch_sr.model_files.model_file import load_model, model_payload, save_model
 from torch_sr.cli import inference, net_interpolation
 from torch_sr.cli import test as test_cli
 from torch_sr.cli.common import EXIT_ERROR
@@ -202,7 +201,7 @@ def test_hostile_sizes_cost_memory_near_the_file_size(tmp_path):
 
 
 def test_shipped_model_by_name_and_a_suggestion_for_typos():
-    assert load_model("default_x4").scale == 4
+    assert load_model("default_x4").info.scale == 4
     import re
 
     from torch_sr.weights import MODELS

@@ -45,16 +45,16 @@ def test_onnx_runtime_agrees_with_pytorch_at_two_sizes(arch, tmp_path):
     path = export_onnx(model, tmp_path / f"{arch}.onnx")
     gen = torch.Generator().manual_seed(1)
     for n, h, w in SIZES:
-        x = torch.rand(n, model.in_channels, h, w, generator=gen)
+        x = torch.rand(n, model.info.in_channels, h, w, generator=gen)
         with torch.no_grad():
             want = model(x).numpy()
         got = run_onnx(path, x)
-        assert got.shape == want.shape == (n, model.out_channels, h * model.scale, w * model.scale)
+        assert got.shape == want.shape == (n, model.info.out_channels, h * model.info.scale, w * model.info.scale)
         assert want.std() > 0.02 and np.abs(got - want).max() < 1e-4
     meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert meta["arch"] == arch and json.loads(meta["hparams"]) == model.hparams
-    assert (meta["scale"], meta["in_channels"], meta["out_channels"]) == (str(model.scale), "3", "3")
-    assert meta["size_multiple"] == str(model.size_multiple) and meta["precision"] == "float32"
+    assert (meta["scale"], meta["in_channels"], meta["out_channels"]) == (str(model.info.scale), "3", "3")
+    assert meta["size_multiple"] == str(model.info.size_multiple) and meta["precision"] == "float32"
     assert onnx.load(str(path)).opset_import[0].version == OPSET
 
 

@@ -55,7 +55,7 @@ def test_phases_grow_scale_and_crop_and_carry_every_fitting_tensor(folders, tmp_
     assert re.search(r"PSNR_phase2 stage \(phase 2/2\): x4, 24x24 HR crops, iterations 0/3", log)
 
     x2, x4 = load_model(final(tmp_path, "PSNR_x2_phase1")), load_model(final(tmp_path, "PSNR_x4_phase2"))
-    assert (x2.scale, x4.scale) == (2, 4)
+    assert (x2.info.scale, x4.info.scale) == (2, 4)
     old, new = x2.state_dict(), x4.state_dict()
     assert set(new) - set(old) == {"conv_up2.weight", "conv_up2.bias"} and set(old) <= set(new)
     # every tensor of the x2 generator was loaded, and the log says which are new
@@ -65,7 +65,7 @@ def test_phases_grow_scale_and_crop_and_carry_every_fitting_tensor(folders, tmp_
         torch.testing.assert_close(new[k], v, rtol=0, atol=1e-9, msg=k)
     # the GAN stage continues from phase 2 at x4
     assert "ESRGAN stage starts from the previous stage's generator: 22 tensors loaded\n" in log
-    assert load_model(final(tmp_path, "ESRGAN_x4")).scale == 4
+    assert load_model(final(tmp_path, "ESRGAN_x4")).info.scale == 4
 
 
 def test_phase_files_are_named_by_scale_and_phase(straight):

@@ -27,7 +27,7 @@ def test_same_output_as_reference_in_each_layout(layout):
     ref = {"a": ESRGANOldArch, "b": ESRGANNewArch, "c": BasicSRRRDBNet}[layout]()
     randomize_(ref, seed=1).eval()
     ours = _load_foreign(ref)
-    assert ours.hparams["num_basic_blocks"] == 23 and ours.scale == 4
+    assert ours.hparams["num_basic_blocks"] == 23 and ours.info.scale == 4
     x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected, got = ref(x), ours(x)
@@ -39,7 +39,7 @@ def test_same_output_as_reference_in_each_layout(layout):
 def test_basicsr_pixel_unshuffle_models(scale):
     ref = randomize_(BasicSRRRDBNet(scale=scale, num_block=2, num_feat=16, num_grow_ch=8), seed=3).eval()
     ours = _load_foreign(ref)
-    assert ours.scale == scale and ours.hparams["pixel_unshuffle"] == 4 // scale
+    assert ours.info.scale == scale and ours.hparams["pixel_unshuffle"] == 4 // scale
     x = torch.rand(2, 3, 16, 8)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)
@@ -49,7 +49,7 @@ def test_basicsr_pixel_unshuffle_models(scale):
 def test_old_layout_other_scales_and_pixelshuffle(scale, subpixel):
     ref = randomize_(ESRGANOldArch(nf=16, nb=2, gc=8, upscale=scale, pixelshuffle=subpixel), seed=4).eval()
     ours = _load_foreign(ref)
-    assert ours.scale == scale and ours.use_subpixel_conv == subpixel
+    assert ours.info.scale == scale and ours.use_subpixel_conv == subpixel
     x = torch.rand(1, 3, 6, 7)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), ref(x), rtol=1e-4, atol=1e-5)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ def test_each_model_loads_and_has_a_card_and_a_recipe_with_its_training_config(n
     path = weights.model_path(name)
     model = load_model(path)
     config = read_model_file(path).meta["config"]
-    assert model.scale == config["scale_factor"]
+    assert model.info.scale == config["scale_factor"]
     text = card(name)
     assert f"torch-sr-reproduce {name}" in text and "python test.py" in text
     sources = [step[1] for step in load_recipe(str(REPO / RECIPES / name / "recipe.json")) if step[0] == "train"]
@@ -48,7 +47,7 @@ def test_shipped_files_are_small_and_every_default_is_shipped():
     assert sum(weights.model_path(n).stat().st_size for n in weights.MODELS) < MAX_TOTAL_BYTES
     for scale, name in weights.DEFAULTS.items():
         assert weights.default_model_path(scale) == weights.model_path(name)
-        assert load_model(weights.default_model_path(scale)).scale == scale
+        assert load_model(weights.default_model_path(scale)).info.scale == scale
 
 
 def test_inference_without_a_model_uses_the_default(tmp_path):

@@ -20,7 +20,7 @@ def _with_running_stats(model: nn.Module) -> nn.Module:
     """One train-mode forward so batch-norm statistics differ from their initial values."""
     model.train()
     with torch.no_grad():
-        model(torch.rand(4, model.in_channels, 8, 8, generator=torch.Generator().manual_seed(5)))
+        model(torch.rand(4, model.info.in_channels, 8, 8, generator=torch.Generator().manual_seed(5)))
     return model.eval()
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from trainer_fixtures import deep_update, make_images, write_config
 
+from torch_sr.archs.registry import generator_arch
 from torch_sr.model_files.model_file import load_model
 from torch_sr.cli import inference, train
 from torch_sr.cli import test as test_cli
@@ -217,16 +218,16 @@ def test_system_trains_and_its_model_round_trips(name, folders, tmp_path, monkey
     assert len(finals) == len(losses)  # one final model per stage or phase
 
     model = load_model(finals[-1])
-    assert model.arch_name == shipped.generator.arch
+    assert generator_arch(model).name == shipped.generator.arch
     checkpoint = load_model(finals[-1].with_name(finals[-1].name.replace("_final_model", "_checkpoint")))
     for k, v in model.state_dict().items():  # a training checkpoint loads as the same model
         assert torch.equal(checkpoint.state_dict()[k], v), k
-    assert model.scale == shipped.scale_factor and model.in_channels == shipped.img_channels
+    assert model.info.scale == shipped.scale_factor and model.info.in_channels == shipped.img_channels
     img = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (10, 14, 3), dtype=np.uint8)).save(img)
     assert inference.main([str(img), "-m", str(finals[-1]), "-o", str(tmp_path / "sr"), "--device", "cpu"]) == 0
     out = Image.open(tmp_path / "sr" / "photo_sr.png")
-    assert out.size == (14 * model.scale, 10 * model.scale) and out.mode == "RGB"
+    assert out.size == (14 * model.info.scale, 10 * model.info.scale) and out.mode == "RGB"
 
 
 def test_y_only_model_upscales_y_and_leaves_chroma_to_bicubic(folders, tmp_path, monkeypatch):
@@ -237,7 +238,7 @@ def test_y_only_model_upscales_y_and_leaves_chroma_to_bicubic(folders, tmp_path,
     assert train_run(shrink("srcnn_915_y_x3.json", *folders, iterations=3), tmp_path) == 0
     final = next((tmp_path / "saved_models").glob("*_final_model.pth"))
     model = load_model(final)
-    assert (model.in_channels, model.out_channels, model.scale) == (1, 1, 3)
+    assert (model.info.in_channels, model.info.out_channels, model.info.scale) == (1, 1, 3)
     rgb = np.random.default_rng(1).integers(0, 256, (9, 12, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "colour.png")
     assert inference.main(["colour.png", "-m", str(final), "-o", "sr", "--device", "cpu"]) == 0
@@ -345,11 +346,11 @@ def test_another_architectures_key_is_named_as_such_not_suggested_as_itself():
 
 def test_no_rejected_key_is_suggested_as_its_own_fix():
     """Every key name of the schema, put in every section and architecture: a suggestion is never the key itself."""
-    from torch_sr.config.validate import REGISTRIES, _known_paths
+    from torch_sr.config.validate import ARCH_KINDS, _known_paths, arch_table
 
     leaves = sorted({p.rsplit("/", 1)[-1] for p in _known_paths()})
     sections = ["pretraining", "training", "content_loss", "perceptual_loss", "adversarial_loss", "data", "logging"]
-    archs = [(kind, arch) for kind, table in REGISTRIES.items() for arch in table]
+    archs = [(kind, arch) for kind in ARCH_KINDS for arch in arch_table(kind)]
     suggestions = 0
     for key in leaves:
         trials = [{key: 1}, *({s: {key: 1}} for s in sections), {"pretraining": {"phases": [{key: 1}]}}]

@@ -54,7 +54,7 @@ def test_about_a_million_trainable_parameters_and_a_frozen_encoder():
 def test_any_size_and_scale(scale):
     model = _random_model(scale_factor=scale)
     assert model(X).shape == (2, 3, 9 * scale, 7 * scale)
-    assert model.size_multiple == 1
+    assert model.info.size_multiple == 1
 
 
 def test_predicts_the_residual_over_bilinear_upscaling():

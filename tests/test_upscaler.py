@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference_archs import randomize_
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
@@ -27,10 +28,10 @@ class Bicubic(nn.Module):
 
     def __init__(self, scale: int = 2, channels: int = 3):
         super().__init__()
-        self.scale, self.in_channels, self.out_channels, self.size_multiple = scale, channels, channels, 1
+        self.info = GeneratorInfo(scale, channels, channels)
 
     def forward(self, x):
-        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return F.interpolate(x, scale_factor=self.info.scale, mode="bicubic", align_corners=False)
 
 
 class ConvShuffle(nn.Module):
@@ -38,7 +39,7 @@ class ConvShuffle(nn.Module):
 
     def __init__(self, scale: int = 2, channels: int = 3, seed: int = 0):
         super().__init__()
-        self.scale, self.in_channels, self.out_channels, self.size_multiple = scale, channels, channels, 1
+        self.info = GeneratorInfo(scale, channels, channels)
         self.conv = nn.Conv2d(channels, channels * scale**2, 3, padding=1, padding_mode="replicate")
         with torch.no_grad():
             self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=torch.Generator().manual_seed(seed)))
@@ -46,7 +47,7 @@ class ConvShuffle(nn.Module):
             self.conv.bias.fill_(0.5)
 
     def forward(self, x):
-        return F.pixel_shuffle(self.conv(x - 0.5), self.scale)
+        return F.pixel_shuffle(self.conv(x - 0.5), self.info.scale)
 
 
 @torch.no_grad()
@@ -83,7 +84,7 @@ def test_model_scale_is_authoritative():
 
 def test_size_multiple_pads_by_reflection_and_crops_back():
     model = tiny_rrdbnet(scale=2, pixel_unshuffle=2)
-    assert model.size_multiple == 2
+    assert model.info.size_multiple == 2
     x = rand(1, 3, 13, 17)
     out = Upscaler(model, "cpu", tile=None).upscale_tensor(x)
     with torch.no_grad():
@@ -261,7 +262,7 @@ def test_float_arrays_stay_float():
         (lambda: Upscaler(Bicubic(), "cpu", precision="fp8"), "precision 'fp8'"),
         (lambda: Upscaler(Bicubic(), "cpu", tile=0), "tile must be"),
         (lambda: Upscaler(Bicubic(), "cpu", tile_overlap=-1), "overlap"),
-        (lambda: Upscaler(nn.Conv2d(3, 3, 1), "cpu"), "no integer `.scale`"),
+        (lambda: Upscaler(nn.Conv2d(3, 3, 1), "cpu"), "not a torch_sr generator: it has no `info`"),
         (lambda: Upscaler(Bicubic(2, 2), "cpu").upscale_array(np.zeros((4, 4, 3), np.uint8)), "2-channel model"),
     ],
 )

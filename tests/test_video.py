@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from reference_archs import randomize_
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.model_files.model_file import save_model
 from torch_sr.cli import inference as cli
@@ -250,10 +251,10 @@ class Nearest(nn.Module):
 
     def __init__(self, scale):
         super().__init__()
-        self.scale = scale
+        self.info = GeneratorInfo(scale, 3, 3)
 
     def forward(self, x):
-        return nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest")
+        return nn.functional.interpolate(x, scale_factor=self.info.scale, mode="nearest")
 
 
 def test_progress_counts_frames_with_the_known_total(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "RRDBNet": "torch_sr.archs.rrdbnet",
     "VGGStyleDiscriminator": "torch_sr.archs.vgg_discriminator",
+    "GeneratorInfo": "torch_sr.archs.description",
     "build_generator": "torch_sr.archs.registry",
     "build_discriminator": "torch_sr.archs.registry",
     "load_model": "torch_sr.model_files.model_file",

@@ -207,7 +207,7 @@ def evaluate(
     """
     if upscale is None and not with_bicubic:
         raise ValueError("evaluate: nothing to score without an upscaler and without the bicubic baseline")
-    scale = int(getattr(dataset, "scale"))
+    scale = int(dataset.scale)
     result = EvalResult(name or type(dataset).__name__, scale, crop_border, y_channel)
     degradation = getattr(dataset, "degradation", None)
     result.degradation = degradation.text if degradation is not None else None

@@ -21,7 +21,7 @@ from torch_sr.errors import CheckpointError, ConfigError
 def _full_hparams(mf: ModelFile) -> dict[str, Any]:
     """Hyper-parameters with the constructor defaults filled in (tuples as lists, as JSON stores them),
     so that equal networks compare equal."""
-    params = inspect.signature(GENERATORS[mf.arch]).parameters
+    params = inspect.signature(GENERATORS[mf.arch].cls).parameters
     defaults = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
     return json.loads(json.dumps({**defaults, **mf.hparams}))
 

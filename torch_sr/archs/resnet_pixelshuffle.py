@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.init import icnr_, scaled_kaiming_init_
 
 
@@ -55,8 +56,6 @@ class PixelShuffleStep(nn.Module):
 class ResNetPixelShuffle(nn.Module):
     """conv, `num_blocks` weighted residual blocks, conv + long skip, log2(scale) x2 steps, conv."""
 
-    arch_name = "resnet_pixelshuffle"
-
     def __init__(
         self,
         scale_factor: int = 4,
@@ -77,9 +76,7 @@ class ResNetPixelShuffle(nn.Module):
             res_scale=res_scale,
             learnable_res_scale=learnable_res_scale,
         )
-        self.scale = scale_factor
-        self.in_channels = self.out_channels = img_channels
-        self.size_multiple = 1
+        self.info = GeneratorInfo(scale_factor, img_channels, img_channels)
         nf = num_channels
         self.conv_first = nn.Conv2d(img_channels, nf, 3, 1, 1)
         self.body = nn.Sequential(

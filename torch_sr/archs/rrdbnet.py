@@ -1,19 +1,11 @@
 """RRDBNet, the ESRGAN generator (Wang et al. 2018): Residual-in-Residual Dense Blocks, no batch norm.
 
 State-dict keys follow the BasicSR layout (`conv_first`, `body.{i}.rdb{k}.conv{j}`, `conv_body`,
-`conv_up{n}`, `conv_hr`, `conv_last`); `torch_sr.model_files.rrdb_layouts` converts the other
+`conv_up{n}`, `conv_hr`, `conv_last`); `torch_sr.archs.rrdb_layouts` converts the other
 published layouts to it.
 
-`RRDBNet.optimize_for_inference()` switches on a faster float32 CPU path for calls made with grad
-disabled (`torch.no_grad()` / `torch.inference_mode()`): Winograd F(4x4, 3x3) convs
-(`torch_sr.archs.winograd`), each dense-block feature transformed once into a shared buffer
-instead of re-concatenated, the 0.2 residual scaling folded into the last conv's weights, bias
-and activation applied on the output tiles. It is opt-in because its rounding differs from the
-plain layers': as accurate against a float64 computation, but not bit-equal to the published
-code, and the layout tests (`tests/test_rrdbnet.py`) pin bit-level agreement. Weights are
-transformed on every call (about 1% of the time), so no cache goes stale after `load_state_dict`,
-an optimiser step or an EMA update. Training (grad enabled), other devices and other dtypes always
-run the plain layers. Numbers: `docs/benchmarks.md`.
+`RRDBNet.optimize_for_inference()` switches on a faster float32 CPU path for inference, kept in
+`torch_sr.archs.rrdbnet_winograd`.
 """
 from __future__ import annotations
 
@@ -23,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torch_sr.archs import winograd
+from torch_sr.archs import rrdbnet_winograd
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.init import scaled_kaiming_init_
-
-FAST_MIN_CHANNELS = 64  # `optimize_for_inference()` default: the Winograd path pays from here (docs/benchmarks.md)
 
 
 class ResidualDenseBlock(nn.Module):
@@ -52,37 +43,6 @@ class ResidualDenseBlock(nn.Module):
         out = getattr(self, f"conv{self.num_convs}")(torch.cat(features, 1))
         return out.mul_(self.residual_scaling).add_(x)
 
-    def forward_tiles(
-        self,
-        src: torch.Tensor,
-        grid: winograd.TileGrid,
-        dst: torch.Tensor,
-        v: torch.Tensor,
-        feat: torch.Tensor,
-        scratch: winograd.Scratch,
-    ) -> None:
-        """Inference between padded buffers: `dst = src + scaling * RDB(src)`.
-
-        `v` (36, all input channels of the last conv, P) holds every feature's transform once;
-        `feat` is a padded growth-channel buffer, reused for each new feature.
-        """
-        c = src.shape[1]
-        winograd.transform_input(src, grid, v[:, :c], scratch)
-        for j in range(1, self.num_convs):
-            conv = getattr(self, f"conv{j}")
-            cin, cout = conv.in_channels, conv.out_channels
-            u = winograd.transform_weight(conv.weight, scratch)
-            y = winograd.conv_tiles(v[:, :cin], u, conv.bias, scratch)
-            F.leaky_relu_(y, self.lrelu.negative_slope)
-            grid.tiled(feat).copy_(winograd.untile(y, grid))
-            grid.clear_overhang(feat)
-            winograd.transform_input(feat, grid, v[:, cin : cin + cout], scratch)
-        last = getattr(self, f"conv{self.num_convs}")
-        scale = self.residual_scaling
-        u = winograd.transform_weight(last.weight, scratch, scale)
-        y = winograd.conv_tiles(v, u, last.bias, scratch, scale)
-        torch.add(grid.tiled(src), winograd.untile(y, grid), out=grid.tiled(dst))
-        grid.clear_overhang(dst)
 
 
 class RRDB(nn.Module):
@@ -110,22 +70,6 @@ class RRDB(nn.Module):
             out = getattr(self, f"rdb{k}")(out)
         return out.mul_(self.residual_scaling).add_(x)
 
-    def forward_tiles(
-        self,
-        src: torch.Tensor,
-        grid: winograd.TileGrid,
-        spare: tuple[torch.Tensor, torch.Tensor],
-        v: torch.Tensor,
-        feat: torch.Tensor,
-        scratch: winograd.Scratch,
-    ) -> torch.Tensor:
-        """Inference between padded buffers; the RDBs ping-pong between the two `spare` ones, one of which is returned."""
-        out = src
-        for k in range(1, self.num_dense + 1):
-            dst = spare[(k - 1) % 2]
-            getattr(self, f"rdb{k}").forward_tiles(out, grid, dst, v, feat, scratch)
-            out = dst
-        return torch.add(src, out, alpha=self.residual_scaling, out=out)
 
 
 class RRDBNet(nn.Module):
@@ -137,7 +81,6 @@ class RRDBNet(nn.Module):
     into channels first and then upsample x4 as usual.
     """
 
-    arch_name = "rrdbnet"
     fast_inference: bool = False  # see `optimize_for_inference`
 
     def __init__(
@@ -172,9 +115,7 @@ class RRDBNet(nn.Module):
             use_subpixel_conv=use_subpixel_conv and num_up > 0,  # meaningless without upsampling
             pixel_unshuffle=pixel_unshuffle,
         )
-        self.scale = scale_factor
-        self.in_channels = self.out_channels = img_channels
-        self.size_multiple = pixel_unshuffle  # inputs must be divisible by this
+        self.info = GeneratorInfo(scale_factor, img_channels, img_channels, size_multiple=pixel_unshuffle)
         self.pixel_unshuffle = pixel_unshuffle
         self.num_up = int(num_up)
         self.use_subpixel_conv = use_subpixel_conv
@@ -196,8 +137,8 @@ class RRDBNet(nn.Module):
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._takes_fast_path(x):
-            return self._forward_tiles(x)
+        if rrdbnet_winograd.applies(self, x):
+            return rrdbnet_winograd.forward(self, x)
         if self.pixel_unshuffle > 1:
             x = F.pixel_unshuffle(x, self.pixel_unshuffle)
         feat = self.conv_first(x)
@@ -211,73 +152,15 @@ class RRDBNet(nn.Module):
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
 
     def optimize_for_inference(self, enabled: bool | None = None) -> RRDBNet:
-        """Run float32 CPU calls made without grad through the Winograd path (see the module doc); returns `self`.
+        """Run float32 CPU calls made without grad through `rrdbnet_winograd`; returns `self`.
 
-        `None` switches it on only where it pays: networks of at least `FAST_MIN_CHANNELS` trunk
+        `None` switches it on only where it pays: networks of at least `rrdbnet_winograd.MIN_CHANNELS` trunk
         channels (at the paper's 64: 1.5-1.7x faster with one thread, 1.3-1.55x with two; at 16-32
         channels the transforms cost more than the multiplications they save). Outputs then match
         the plain layers to float32 rounding (about 1e-6 of the output range), not bit for bit.
         Nothing is precomputed: training, saving and loading are unaffected.
         """
         if enabled is None:
-            enabled = self.conv_first.out_channels >= FAST_MIN_CHANNELS
+            enabled = self.conv_first.out_channels >= rrdbnet_winograd.MIN_CHANNELS
         self.fast_inference = enabled
         return self
-
-    def _takes_fast_path(self, x: torch.Tensor) -> bool:
-        return (
-            self.fast_inference
-            and not torch.is_grad_enabled()
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and self.conv_first.weight.dtype == torch.float32
-            and not torch.is_autocast_enabled("cpu")
-        )
-
-    def _forward_tiles(self, x: torch.Tensor) -> torch.Tensor:
-        """`forward` for float32 CPU inference, through `winograd` on zero-bordered buffers."""
-        if self.pixel_unshuffle > 1:
-            x = F.pixel_unshuffle(x, self.pixel_unshuffle)
-        feat, grid = winograd.pad_into_grid(self.conv_first(x))  # 3 input channels: direct is cheaper
-        slope = self.lrelu.negative_slope
-        scratch = winograd.Scratch(x)
-        body = self._trunk_tiles(feat, grid, scratch)
-        trunk_out = grid.new_padded(feat.shape[1], x)
-        winograd.conv3x3(body, grid, self.conv_body.weight, self.conv_body.bias, trunk_out, scratch)
-        feat = trunk_out.add_(feat)
-        del body, trunk_out  # (`del`s keep at most two full-size buffers alive, as the plain layers do)
-        for n in range(1, self.num_up + 1):
-            conv = getattr(self, f"conv_up{n}")
-            if self.use_subpixel_conv:
-                up = grid.new_padded(conv.out_channels, x)
-                winograd.conv3x3(feat, grid, conv.weight, conv.bias, up, scratch)
-                del feat
-                shuffled = F.leaky_relu_(F.pixel_shuffle(grid.inner(up), 2), slope)
-                del up
-                feat, grid = winograd.pad_into_grid(shuffled)
-                del shuffled
-            else:
-                src, grid = winograd.pad_into_grid(grid.inner(feat), upsample=2)
-                feat = grid.new_padded(conv.out_channels, x)
-                winograd.conv3x3(src, grid, conv.weight, conv.bias, feat, scratch, slope)
-                del src
-        hr = grid.new_padded(self.conv_hr.out_channels, x)
-        winograd.conv3x3(feat, grid, self.conv_hr.weight, self.conv_hr.bias, hr, scratch, slope)
-        del feat, scratch
-        out = F.conv2d(hr, self.conv_last.weight, self.conv_last.bias)  # few outputs: direct is cheaper
-        return out[:, :, : grid.h, : grid.w].contiguous()
-
-    def _trunk_tiles(self, feat: torch.Tensor, grid: winograd.TileGrid, scratch: winograd.Scratch) -> torch.Tensor:
-        """`self.body` on a padded buffer; returns another padded buffer (or `feat` when there are no blocks)."""
-        if not len(self.body):
-            return feat
-        rdb = self.body[0].rdb1
-        last = getattr(rdb, f"conv{rdb.num_convs}")
-        v = feat.new_empty((winograd.POSITIONS, last.in_channels, grid.tiles))
-        growth = grid.new_padded(rdb.conv1.out_channels, feat)
-        pool = [grid.new_padded(feat.shape[1], feat) for _ in range(3)]
-        cur = feat
-        for block in self.body:
-            a, b = [p for p in pool if p is not cur][:2]
-            cur = block.forward_tiles(cur, grid, (a, b), v, growth, scratch)
-        return cur

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.init import scaled_kaiming_init_
 from torch_sr.data.imresize import upscale_integer
 
@@ -23,8 +24,6 @@ class SRCNN(nn.Module):
     `kernel_sizes=(9, 1, 5)` is the original 9-1-5. `img_channels=1` is the published Y-channel
     model, 3 the common RGB variant.
     """
-
-    arch_name = "srcnn"
 
     def __init__(
         self,
@@ -44,9 +43,7 @@ class SRCNN(nn.Module):
         self.hparams = dict(
             scale_factor=scale_factor, img_channels=img_channels, kernel_sizes=kernel_sizes, num_filters=num_filters
         )
-        self.scale = scale_factor
-        self.in_channels = self.out_channels = img_channels
-        self.size_multiple = 1
+        self.info = GeneratorInfo(scale_factor, img_channels, img_channels)
         channels = [img_channels, *num_filters, img_channels]
         for i, k in enumerate(kernel_sizes, start=1):
             self.add_module(f"conv{i}", nn.Conv2d(channels[i - 1], channels[i], k, padding=k // 2))
@@ -58,8 +55,8 @@ class SRCNN(nn.Module):
         nn.init.zeros_(self.conv3.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.scale > 1:
-            x = upscale_integer(x, self.scale)  # MATLAB's bicubic; as convolutions, it exports to ONNX
+        if self.info.scale > 1:
+            x = upscale_integer(x, self.info.scale)  # MATLAB's bicubic; as convolutions, it exports to ONNX
         return self.conv3(self.relu(self.conv2(self.relu(self.conv1(x)))))
 
 

@@ -13,8 +13,6 @@ class SRGANDiscriminator(VGGStyleDiscriminator):
     average-pooled to the grid the dense layer was built for (the identity at `input_size`).
     """
 
-    arch_name = "srgan_discriminator"
-
     def __init__(self, img_channels: int = 3, num_channels: int = 64, fc_features: int = 1024, input_size: int = 96):
         if num_channels < 1 or fc_features < 1:
             raise ValueError(

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.init import scaled_kaiming_init_
 
 
@@ -52,8 +53,6 @@ class UpsampleBlock(nn.Module):
 class SRResNet(nn.Module):
     """With the defaults, the published x4 SRResNet (1.55 M parameters)."""
 
-    arch_name = "srresnet"
-
     def __init__(
         self,
         scale_factor: int = 4,
@@ -72,9 +71,7 @@ class SRResNet(nn.Module):
             num_blocks=num_blocks,
             use_batch_norm=use_batch_norm,
         )
-        self.scale = scale_factor
-        self.in_channels = self.out_channels = img_channels
-        self.size_multiple = 1
+        self.info = GeneratorInfo(scale_factor, img_channels, img_channels)
         nf = num_channels
         self.conv_first = nn.Conv2d(img_channels, nf, 9, 1, 4)
         self.act_first = nn.PReLU()

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_sr.archs.description import GeneratorInfo
+
 ACTIVATIONS = ("prelu", "relu", "leakyrelu")
 
 
@@ -30,8 +32,6 @@ def _activation(act_type: str, channels: int) -> nn.Module:
 
 class SRVGGNetCompact(nn.Module):
     """conv + act, `num_conv` x (conv + act), conv to C*s^2, PixelShuffle, + nearest(input)."""
-
-    arch_name = "srvgg"
 
     def __init__(
         self,
@@ -51,9 +51,7 @@ class SRVGGNetCompact(nn.Module):
         self.hparams = dict(
             scale_factor=scale_factor, img_channels=img_channels, num_feat=num_feat, num_conv=num_conv, act_type=act_type
         )
-        self.scale = scale_factor
-        self.in_channels = self.out_channels = img_channels
-        self.size_multiple = 1
+        self.info = GeneratorInfo(scale_factor, img_channels, img_channels)
         layers: list[nn.Module] = [nn.Conv2d(img_channels, num_feat, 3, 1, 1), _activation(act_type, num_feat)]
         for _ in range(num_conv):
             layers += [nn.Conv2d(num_feat, num_feat, 3, 1, 1), _activation(act_type, num_feat)]
@@ -64,8 +62,8 @@ class SRVGGNetCompact(nn.Module):
         out = x
         for layer in self.body:
             out = layer(out)
-        out = F.pixel_shuffle(out, self.scale)
-        return out + F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        out = F.pixel_shuffle(out, self.info.scale)
+        return out + F.interpolate(x, scale_factor=self.info.scale, mode="nearest")
 
 
 def infer_hparams(sd: dict[str, torch.Tensor]) -> dict[str, Any] | None:

@@ -22,8 +22,6 @@ class UNetDiscriminatorSN(nn.Module):
     All but the first and last convs are spectrally normalised; LeakyReLU 0.2 throughout.
     """
 
-    arch_name = "unet_discriminator"
-
     def __init__(self, img_channels: int = 3, num_feat: int = 64, skip_connection: bool = True):
         super().__init__()
         if num_feat < 1:

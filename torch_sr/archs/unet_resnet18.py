@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_sr.archs.description import GeneratorInfo
 from torch_sr.archs.resnet_features import hub_resnet18_path, load_resnet18_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,8 +66,6 @@ class UNetResNet18(nn.Module):
     `pretrained_encoder=False` and no path: rebuilding a saved model never reads the cache.
     """
 
-    arch_name = "unet_resnet18"
-
     def __init__(
         self,
         scale_factor: int = 4,
@@ -88,9 +87,7 @@ class UNetResNet18(nn.Module):
         if encoder_weights and not pretrained_encoder:
             raise ValueError("encoder_weights is given but pretrained_encoder is False; set it True to load them")
         self.hparams = dict(scale_factor=scale_factor, decoder_channels=decoder_channels, pretrained_encoder=False)
-        self.scale = scale_factor
-        self.in_channels = self.out_channels = 3
-        self.size_multiple = 1  # padded to a multiple of 32 inside
+        self.info = GeneratorInfo(scale_factor, 3, 3)  # (any input size: padded to a multiple of 32 inside)
 
         net = resnet18(weights=None)
         self.encoder = nn.ModuleDict({n: m for n, m in net.named_children() if n not in ("avgpool", "fc")})
@@ -138,8 +135,8 @@ class UNetResNet18(nn.Module):
         return skips
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2] * self.scale, x.shape[-1] * self.scale
-        up = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) if self.scale > 1 else x
+        h, w = x.shape[-2] * self.info.scale, x.shape[-1] * self.info.scale
+        up = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) if self.info.scale > 1 else x
         pad_h, pad_w = -h % SIZE_MULTIPLE, -w % SIZE_MULTIPLE
         padded = F.pad(up, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else up
         # The frozen encoder records no graph unless the input itself needs gradients.

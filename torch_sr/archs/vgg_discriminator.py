@@ -15,8 +15,6 @@ class VGGStyleDiscriminator(nn.Module):
     were built for, which is the identity at `input_size`.
     """
 
-    arch_name = "vgg_discriminator"
-
     def __init__(
         self,
         img_channels: int = 3,

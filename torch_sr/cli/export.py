@@ -82,5 +82,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = read_model_file(source, prefer_ema=not args.raw).build()
         export_onnx(model, args.onnx, fp16=args.fp16, opset=args.opset)
         precision = "float16" if args.fp16 else "float32"
-        print(f"{args.onnx}: ONNX opset {args.opset}, {precision}, x{model.scale}, dynamic batch, height and width")
+        print(f"{args.onnx}: ONNX opset {args.opset}, {precision}, x{model.info.scale}, dynamic batch, height and width")
     return EXIT_OK

@@ -302,8 +302,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model_path = resolve_model(args.model) if args.model else default_model_path(args.scale or 4)
     model = load_model(model_path, device=device)
-    if args.scale is not None and model.scale != args.scale:
-        raise TorchSRError(f"{model_path} upscales x{model.scale}, not x{args.scale} (--scale {args.scale})")
+    if args.scale is not None and model.info.scale != args.scale:
+        raise TorchSRError(f"{model_path} upscales x{model.info.scale}, not x{args.scale} (--scale {args.scale})")
     upscaler = Upscaler(
         model,
         device=device,

@@ -193,9 +193,9 @@ def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
     from torch_sr.weights import resolve_model
 
     models = [(path, load_model(resolve_model(path))) for path in args.models]
-    scales = {model.scale for _, model in models}
+    scales = {model.info.scale for _, model in models}
     if len(scales) > 1:
-        listed = ", ".join(f"{path} x{model.scale}" for path, model in models)
+        listed = ", ".join(f"{path} x{model.info.scale}" for path, model in models)
         raise TorchSRError(f"the models upscale by different factors ({listed}): compare models of one scale")
     scale = scales.pop()
     if args.scale is not None and args.scale != scale:

@@ -26,7 +26,7 @@ from torch_sr.config.schema import (
     default_value,
     key_types,
 )
-from torch_sr.config.validate import PHASE_EXCLUDED, REGISTRIES
+from torch_sr.config.validate import PHASE_EXCLUDED, arch_table
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 
@@ -79,7 +79,7 @@ def _phase(cls: type) -> dict[str, Any]:
 def _arch_section(kind: str, help: str, default_arch: str) -> dict[str, Any]:
     """One alternative per registered class; `arch` may be left out for the default one."""
     alternatives = []
-    for name, cls in REGISTRIES[kind].items():
+    for name, cls in arch_table(kind).items():
         properties: dict[str, Any] = {"arch": {"const": name}}
         required = ["arch"]
         if name == default_arch:

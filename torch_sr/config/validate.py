@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch_sr.archs.registry import DISCRIMINATORS, GENERATORS
+from torch import nn
+
+from torch_sr.archs.registry import DISCRIMINATORS, generator_classes
 from torch_sr.config.arch_params import REQUIRED, arch_params
 from torch_sr.config.json_types import InvalidValue, convert, describe, is_json, show, to_json
 from torch_sr.config.schema import (
@@ -30,7 +32,12 @@ from torch_sr.config.schema import (
 )
 from torch_sr.errors import ConfigError
 
-REGISTRIES = {"generator": GENERATORS, "discriminator": DISCRIMINATORS}
+ARCH_KINDS = ("generator", "discriminator")
+
+
+def arch_table(kind: str) -> dict[str, type[nn.Module]]:
+    """Name -> class for a config's `generator` or `discriminator` section."""
+    return generator_classes() if kind == "generator" else DISCRIMINATORS
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -72,7 +79,7 @@ def validate_config(data: Mapping[str, Any], source: str = "config") -> TrainCon
     data = {k: v for k, v in data.items() if k not in IGNORED_KEYS}
     values = _section(TrainConfig, data, "", problems)
     shared = {k: values.get(k, default_value(TrainConfig, k)) for k in SHARED_ARCH_KEYS}
-    archs = {kind: _arch_section(kind, data.get(kind, {}), shared, problems) for kind in REGISTRIES}
+    archs = {kind: _arch_section(kind, data.get(kind, {}), shared, problems) for kind in ARCH_KINDS}
     if not problems:
         cfg = TrainConfig(**values, **archs, source=source)
         problems += [f"{key}: {message}" for key, message in cfg.problems()]
@@ -192,7 +199,7 @@ def _arch_section(kind: str, raw: Any, shared: dict[str, Any], problems: list[st
     if not isinstance(raw, Mapping):
         problems.append(f"{kind}: expected an object {{...}} of keys, got {show(raw)}")
         return None
-    table = REGISTRIES[kind]
+    table = arch_table(kind)
     arch = raw.get("arch", default_value(TrainConfig, kind).arch)
     if not isinstance(arch, str) or arch not in table:
         close = difflib.get_close_matches(str(arch), list(table), n=1)
@@ -246,7 +253,7 @@ def _known_paths() -> tuple[str, ...]:
         for f in config_fields(cls):
             tp = key_types(cls)[f.name]
             if tp is ArchConfig:
-                for arch_cls in REGISTRIES[f.name].values():
+                for arch_cls in arch_table(f.name).values():
                     names = ["arch", *(p for p in arch_params(arch_cls) if p not in SHARED_ARCH_KEYS)]
                     paths.extend(f"{prefix}{f.name}/{p}" for p in names)
             elif dataclasses.is_dataclass(tp):

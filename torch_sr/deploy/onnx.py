@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from torch_sr import __version__
+from torch_sr.archs.description import generator_info
+from torch_sr.archs.registry import generator_arch
 from torch_sr.files import atomic_write, refuse_existing
 from torch_sr.deploy import OPSET, OPSETS
 from torch_sr.errors import TorchSRError
@@ -46,14 +48,19 @@ def _import_onnx() -> Any:
 
 def onnx_metadata(model: nn.Module, fp16: bool = False) -> dict[str, str]:
     """What an exported file records about `model` (all values are strings, as ONNX stores them)."""
+    info = generator_info(model)
+    try:
+        arch = generator_arch(model).name
+    except ValueError:  # a custom generator
+        arch = type(model).__name__
     return {
         "torch_sr_version": __version__,
-        "arch": str(getattr(model, "arch_name", type(model).__name__)),
+        "arch": arch,
         "hparams": json.dumps(getattr(model, "hparams", {}), sort_keys=True),
-        "scale": str(model.scale),
-        "in_channels": str(getattr(model, "in_channels", 3)),
-        "out_channels": str(getattr(model, "out_channels", getattr(model, "in_channels", 3))),
-        "size_multiple": str(getattr(model, "size_multiple", 1)),
+        "scale": str(info.scale),
+        "in_channels": str(info.in_channels),
+        "out_channels": str(info.out_channels),
+        "size_multiple": str(info.size_multiple),
         "precision": "float16" if fp16 else "float32",
         "input_range": "0-1",
     }
@@ -75,16 +82,19 @@ def export_onnx(
         from torch_sr.weights import resolve_model
 
         model = load_model(resolve_model(model))
-    if not isinstance(getattr(model, "scale", None), int):
-        raise TorchSRError(f"{type(model).__name__} has no integer `.scale`: not a torch_sr generator")
+    try:
+        info = generator_info(model)
+    except TypeError as e:
+        raise TorchSRError(str(e)) from None
+    if fp16 and not info.supports_half:
+        raise TorchSRError(f"{type(model).__name__} does not support float16: export it without fp16")
     net = copy.deepcopy(model).cpu().eval()  # the caller's model keeps its device, dtype and fast path
     if hasattr(net, "optimize_for_inference"):
         net.optimize_for_inference(False)  # RRDBNet: the plain layers, not the Winograd CPU path
     dtype = torch.float16 if fp16 else torch.float32
     net = net.to(dtype)
-    multiple = int(getattr(net, "size_multiple", 1))
-    side = -(-EXAMPLE_SIDE // multiple) * multiple
-    example = torch.rand(1, int(getattr(net, "in_channels", 3)), side, side, dtype=dtype)
+    side = -(-EXAMPLE_SIDE // info.size_multiple) * info.size_multiple
+    example = torch.rand(1, info.in_channels, side, side, dtype=dtype)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation notice and tracer remarks on shapes
@@ -108,7 +118,7 @@ def export_onnx(
     for key, value in onnx_metadata(model, fp16).items():
         proto.metadata_props.add(key=key, value=value)
     proto.producer_name, proto.producer_version = "torch_sr", __version__
-    s = model.scale
+    s = info.scale
     proto.doc_string = f"x{s} super-resolution: input (N, C, H, W) in [0, 1] -> output (N, C, {s}H, {s}W), not clamped"
     onnx.checker.check_model(proto)
     return atomic_write(output, lambda f: f.write(proto.SerializeToString()))

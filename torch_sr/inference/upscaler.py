@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_sr.archs.description import generator_info
 from torch_sr.device import make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
@@ -30,7 +31,7 @@ class NonFiniteOutputError(TorchSRError):
 
 
 class Upscaler:
-    """Upscale tensors or arrays with `model`; `model.scale` decides the output size.
+    """Upscale tensors or arrays with `model`; its `info` (`GeneratorInfo`) decides the output size.
 
     `tile="auto"` tiles only when the image would not fit in the free memory of the device, with
     a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
@@ -63,19 +64,23 @@ class Upscaler:
             raise TorchSRError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")
         if tile_overlap < 0:
             raise TorchSRError(f"tile overlap must be >= 0 pixels, got {tile_overlap}")
-        scale = getattr(model, "scale", None)
-        if not isinstance(scale, int) or scale < 1:
-            raise TorchSRError(f"{type(model).__name__} has no integer `.scale`; cannot tell the output size")
+        try:
+            info = generator_info(model)
+        except TypeError as e:
+            raise TorchSRError(f"{e}; cannot tell the output size") from None
+        if info.scale < 1 or info.size_multiple < 1:
+            raise TorchSRError(f"{type(model).__name__}.info: scale and size_multiple must be >= 1, got {info}")
         self.model = model.to(self.device).eval()
         if hasattr(model, "optimize_for_inference"):
             model.optimize_for_inference()
-        self.scale = scale
-        self.model_channels = int(getattr(model, "in_channels", 3))
-        self.size_multiple = int(getattr(model, "size_multiple", 1))
+        self.scale, self.model_channels, self.size_multiple = info.scale, info.in_channels, info.size_multiple
         self.tile, self.tile_overlap, self.tta, self.progress = tile, tile_overlap, tta, progress
         self.autocast_dtype = PRECISIONS[precision]
         if self.autocast_dtype is not None and self.device.type == "cpu" and not force_autocast:
             warnings.warn(f"{precision} needs a GPU; running in float32 on the CPU", stacklevel=2)
+            self.autocast_dtype = None
+        if self.autocast_dtype == torch.float16 and not info.supports_half:
+            warnings.warn(f"{type(model).__name__} does not support float16; running in float32", stacklevel=2)
             self.autocast_dtype = None
         self._warned_nonfinite = False
         self._bytes_per_pixel: float | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 
 from torch_sr.files import refuse_existing
 from torch_sr.model_files.model_file import ModelFile, read_model_file, save_model_file

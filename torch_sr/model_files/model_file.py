@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,30 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from torch_sr.archs import resnet_pixelshuffle, srcnn, srresnet, srvgg, unet_resnet18
-from torch_sr.archs.registry import GENERATORS, build_generator
-from torch_sr.model_files import rrdb_layouts
+from torch_sr.archs.registry import GENERATORS, build_generator, generator_arch
 from torch_sr.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
 from torch_sr.errors import CheckpointError
-from torch_sr.state_dicts import StateDict, is_state_dict, check_state_dict_fits, load_state_dict_checked, unwrap_state_dict
+from torch_sr.state_dicts import StateDict, is_state_dict, check_state_dict_fits, unwrap_state_dict
 from torch_sr.weights import resolve_model
 
 FORMAT_KEY = "torch_sr_format"
 FORMAT_VERSION = 1
-# Keys under which other projects nest the weights, most preferred first (EMA weights are the
-# better model for inference, as in Real-ESRGAN).
-
-
-# Our other generators, recognised in bare state dicts by their own key names; each function gives
-# the constructor arguments read from the tensor shapes, or None when the keys are not its own.
-HPARAM_INFERENCE: dict[str, Callable[[StateDict], dict[str, Any] | None]] = {
-    "srresnet": srresnet.infer_hparams,
-    "resnet_pixelshuffle": resnet_pixelshuffle.infer_hparams,
-    "unet_resnet18": unet_resnet18.infer_hparams,
-    "srcnn": srcnn.infer_hparams,
-    "srvgg": srvgg.infer_hparams,
-}
-
 
 @dataclass
 class ModelFile:
@@ -95,21 +79,19 @@ def _ints(value: Any) -> Iterator[int]:
 
 
 def describe_state_dict(sd: StateDict, source: str = "file") -> ModelFile:
-    """Recognise a bare state dict's architecture and return it in canonical form."""
-    layout = rrdb_layouts.detect_layout(sd)
-    if layout is not None:
-        canonical = rrdb_layouts.to_canonical(sd, layout)
-        return ModelFile("rrdbnet", rrdb_layouts.infer_hparams(canonical), canonical, source=source)
-    for arch, infer_hparams in HPARAM_INFERENCE.items():
-        hparams = infer_hparams(sd)
-        if hparams is not None:
-            return ModelFile(arch, hparams, dict(sd), source=source)
+    """Recognise a bare state dict's architecture (each registered one's reader, in turn) and return it in canonical form."""
+    for arch in GENERATORS.values():
+        found = arch.read_state_dict(sd)
+        if found is not None:
+            hparams, canonical = found
+            return ModelFile(arch.name, hparams, dict(canonical), source=source)
     sample = ", ".join(repr(k) for k in list(sd)[:5])
+    others = [name for name in GENERATORS if name != "rrdbnet"]
     raise CheckpointError(
         f"{source}: {len(sd)} tensors with keys like {sample} match no known architecture; expected a torch_sr "
         "model file, an RRDBNet (ESRGAN) state dict in the old ESRGAN (model.0...), ESRGAN "
         "(conv_first, RRDB_trunk...) or BasicSR/Real-ESRGAN (conv_first, body...) layout, or the state dict of "
-        f"one of this library's {', '.join(HPARAM_INFERENCE)} models"
+        f"one of this library's {', '.join(others)} models"
     )
 
 
@@ -183,7 +165,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", pref
     """Load a generator from any supported file, or a shipped model by name (`default_x4`), in eval
     mode on `device`.
 
-    The returned module carries `.hparams`, `.scale` and `.meta` (what the file recorded about
+    The returned module carries `.info` (`GeneratorInfo`: scale, channels, ...), `.hparams` and `.meta` (what the file recorded about
     its training, empty for foreign files).
     """
     mf = read_model_file(path, prefer_ema=prefer_ema)
@@ -220,7 +202,8 @@ def save_model_file(mf: ModelFile, path: str | os.PathLike) -> Path:
 def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Save a generator with its architecture description, so `load_model(path)` needs nothing else."""
     model = getattr(model, "module", model)  # DataParallel / DDP wrappers
-    arch = getattr(model, "arch_name", None)
-    if arch not in GENERATORS:
-        raise CheckpointError(f"cannot save {type(model).__name__}: it is not a registered generator")
+    try:
+        arch = generator_arch(model).name
+    except ValueError as e:
+        raise CheckpointError(f"cannot save {type(model).__name__}: {e}") from None
     return save_model_file(ModelFile(arch, dict(model.hparams), model.state_dict(), dict(meta or {})), path)

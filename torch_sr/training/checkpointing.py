@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from torch_sr.archs.registry import generator_arch
 from torch_sr.files import atomic_torch_save, read_weights
 from torch_sr.model_files.model_file import model_payload
 from torch_sr.errors import CheckpointError
@@ -46,7 +47,7 @@ def model_path(output_dir: Path, prefix: str, kind: str) -> Path:
 def model_file_payload(generator: nn.Module, ema: nn.Module | None, meta: dict[str, Any]) -> dict[str, Any]:
     """Our model-file dict of the generator, with the EMA weights (preferred by `load_model`) beside the raw ones."""
     net = unwrap(generator)
-    payload = model_payload(net.arch_name, dict(net.hparams), net.state_dict(), meta)
+    payload = model_payload(generator_arch(net).name, dict(net.hparams), net.state_dict(), meta)
     if ema is not None:
         payload["state_dict_ema"] = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
     return payload

@@ -82,13 +82,14 @@ def _from_new_arch(sd: StateDict) -> StateDict:
     return out
 
 
-def to_canonical(sd: StateDict, layout: str) -> StateDict:
-    """Rename the keys of an RRDBNet state dict in `layout` to this library's (BasicSR's) names."""
+def canonical_keys(sd: StateDict) -> StateDict | None:
+    """An RRDBNet state dict in any of the three layouts renamed to ours (BasicSR's); None if `sd` is no RRDBNet."""
+    layout = detect_layout(sd)
     if layout == "a":
         return _from_old(sd)
     if layout == "b":
         return _from_new_arch(sd)
-    return dict(sd)
+    return None if layout is None else dict(sd)
 
 
 def _count(sd: StateDict, pattern: str) -> int:
