@@ -2,6 +2,7 @@
 import io
 import json
 import random
+import struct
 import subprocess
 import sys
 import zipfile
@@ -170,6 +171,67 @@ def test_zip_members_inflating_beyond_the_file_are_refused(tmp_path):
     assert path.stat().st_size < 1_000_000
     with pytest.raises(CheckpointError, match=r"bomb\.pth: refused: its zip members would inflate to 67,"):
         load_model(path)
+
+
+def legacy_file_declaring(path: Path, numel: int) -> Path:
+    """A legacy (pre-1.6, non-zip) .pth of one 3x4115 float tensor whose storage declares `numel` elements.
+
+    The legacy format keeps the storages raw after the pickles; torch.load allocates each one at the
+    size its pickled persistent id declares before reading its data.
+    """
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(3, 4115)}, buf, _use_new_zipfile_serialization=False)
+    data = buf.getvalue()
+    declared = b"M" + struct.pack("<H", 3 * 4115) + b"N"  # BININT2 12345, then None (not a view): the numel
+    assert data.count(declared) == 1
+    path.write_bytes(data.replace(declared, b"\x8a\x08" + numel.to_bytes(8, "little") + b"N"))  # LONG1
+    return path
+
+
+@pytest.mark.parametrize("numel", [1 << 40, 64 << 20], ids=["4TiB", "256MiB"])
+def test_legacy_file_declaring_storages_larger_than_the_file_is_refused_before_loading(tmp_path, monkeypatch, numel):
+    path = legacy_file_declaring(tmp_path / "legacy.pth", numel)
+    size = path.stat().st_size
+    assert size < 60_000
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("torch.load ran before the declared storage sizes were checked")
+
+    monkeypatch.setattr(torch, "load", no_load)
+    with pytest.raises(CheckpointError, match=rf"legacy\.pth: refused: its storages declare {4 * numel:,} bytes "
+                                              rf"from a file of {size:,} \(a legacy .pth holds them raw\)"):
+        load_model(path)
+
+
+def test_legacy_storage_bound_is_the_file_size_plus_the_slack(tmp_path):
+    from torch_sr.files import INFLATION_SLACK, read_weights
+
+    bound = legacy_file_declaring(tmp_path / "probe.pth", 0).stat().st_size + INFLATION_SLACK
+    with pytest.raises(CheckpointError, match=rf"over\.pth: refused: its storages declare {bound + 4 - bound % 4:,}"):
+        read_weights(legacy_file_declaring(tmp_path / "over.pth", bound // 4 + 1))
+    # within the bound torch.load reads it, and finds its data short
+    with pytest.raises(CheckpointError, match=r"within\.pth: not a readable PyTorch weights file \(damaged"):
+        read_weights(legacy_file_declaring(tmp_path / "within.pth", bound // 4))
+
+
+def test_legacy_files_still_load(tmp_path):
+    """Ordinary legacy files pass the storage-size check: shared and viewed storages, several dtypes."""
+    from torch_sr.files import read_weights
+
+    base = torch.arange(24, dtype=torch.float32)
+    tensors = {"a": base.view(4, 6), "row": base.view(4, 6)[1], "half": torch.ones(5, dtype=torch.float16),
+               "count": torch.tensor(7), "mask": torch.tensor([True, False]), "empty": torch.zeros(0)}
+    torch.save(tensors, tmp_path / "mixed.pth", _use_new_zipfile_serialization=False)
+    loaded, _ = read_weights(tmp_path / "mixed.pth")
+    assert loaded.keys() == tensors.keys()
+    for k, t in tensors.items():
+        assert loaded[k].dtype == t.dtype and torch.equal(loaded[k], t)
+    model = RRDBNet(2, 3, 4, 2, 1)
+    torch.save({"params": model.state_dict()}, tmp_path / "rrdb.pth", _use_new_zipfile_serialization=False)
+    assert load_model(tmp_path / "rrdb.pth").scale == 2
+    # declaring exactly what the file holds is fine
+    (tmp_path / "same.pth").write_bytes(legacy_file_declaring(tmp_path / "x.pth", 3 * 4115).read_bytes())
+    assert read_weights(tmp_path / "same.pth")[0]["w"].shape == (3, 4115)
 
 
 def test_hostile_sizes_cost_memory_near_the_file_size(tmp_path):

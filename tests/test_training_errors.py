@@ -261,3 +261,30 @@ def test_a_folder_option_pointing_at_a_file_is_refused_before_work(run, tmp_path
     line = one_error_line(capsys.readouterr().err)
     where = f"{blocker / 'runs'}: lies under {blocker}, which is" if option == "logging/dir" else f"{blocker}: is"
     assert line == f"error: {option} {where} a file, not a folder; choose another {option}"
+
+
+@pytest.mark.parametrize(
+    "generator,match",
+    [
+        ({"num_feat": 100_000, "num_conv": 1000}, r"more than 1,000,000,000 parameters"),
+        ({"num_feat": 4, "num_conv": 1_000_000}, r"more than 10,000 weight tensors"),
+    ],
+    ids=["wide", "deep"],
+)
+def test_an_absurd_generator_is_refused_before_any_data_is_read(tmp_path, capsys, monkeypatch, generator, match):
+    """Valid integers describing a network of many gigabytes: one line naming the keys, before the data."""
+    cfg = tiny_config(tmp_path / "no_such_train", tmp_path / "no_such_val", **PSNR_ONLY)
+    cfg["generator"] = {"arch": "srvgg", **generator}
+    path = write_config(tmp_path / "huge.json", cfg)
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data read before the network's size was checked")
+
+    monkeypatch.setattr("torch_sr.training.run.build_train_set", no_data)
+    monkeypatch.setattr("torch_sr.training.run.build_val_sets", no_data)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(path), "--device", "cpu"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {path}: generator (srvgg) ") and re.search(match, line), line
+    assert "generator/num_conv" in line and "generator/num_feat" in line and "no_such" not in line
+    assert not (tmp_path / "saved_models").exists()

@@ -351,3 +351,34 @@ def test_tiling_precision_and_tta_options_apply_to_videos(tmp_path, model_path, 
     expected_precision = torch.bfloat16 if torch.cuda.is_available() else None
     assert seen == [(16, 4, True, expected_precision, False)] * FRAMES
     check_numbered_frames(decoded_frames(tmp_path / "clip_sr.mp4"))
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, model_path, monkeypatch, capsys):
+    """The pixel limit applies to a video's frame size, read from the stream header: nothing is decoded."""
+    from PIL import Image
+
+    from torch_sr import pixel_limit
+
+    monkeypatch.setattr(pixel_limit, "_limit", pixel_limit.max_pixels())  # both restored after the test
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    clip = make_clip(tmp_path / "clip.mp4", audio=None)
+    decoded = []
+    real_first, real_interleaved = video._first_frame, video._interleaved
+    monkeypatch.setattr(video, "_first_frame", lambda *a: decoded.append("first") or real_first(*a))
+    monkeypatch.setattr(video, "_interleaved", lambda *a: decoded.append("frames") or real_interleaved(*a))
+    message = (f"error: {clip}: {W}x{H} is {W * H:,} pixels, more than the limit of {W * H - 1:,}; if the image is "
+               f"genuine, raise the limit with --max-pixels {W * H}")
+    for extra in ([], ["--frames-dir", tmp_path / "frames"]):
+        assert run(["-m", model_path, "--max-pixels", W * H - 1, *extra, clip]) == EXIT_ERROR
+        err = capsys.readouterr().err
+        assert message in err.splitlines() and "Traceback" not in err
+        assert decoded == []
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]  # nothing written
+    with pytest.raises(video.VideoError, match=rf"clip\.mp4: {W}x{H} is {W * H:,} pixels"):
+        video.upscale_video(clip, tmp_path / "api.mp4", Upscaler(Nearest(2), "cpu"), progress=False)
+    assert decoded == []
+    # Raised to the frame size, the video goes through.
+    assert run(["-m", model_path, "--max-pixels", W * H, clip]) == EXIT_OK
+    assert decoded and len(decoded_frames(tmp_path / "clip_sr.mp4")) == FRAMES
+    assert run(["-m", model_path, "--max-pixels", W * H, "--frames-dir", tmp_path / "frames", clip]) == EXIT_OK
+    assert len(list((tmp_path / "frames" / "clip_sr").iterdir())) == FRAMES

@@ -173,6 +173,82 @@ def _check_zip(path: Path, size: int) -> None:
         )
 
 
+class _Stub:
+    """What any pickled global builds while a legacy file is scanned: accepts everything, keeps nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, item: Any) -> None:
+        pass
+
+    def extend(self, items: Any) -> None:
+        pass
+
+
+class _StorageScan(pickle.Unpickler):
+    """Unpickles with every global replaced by a `_Stub` subclass (so no code of the file's runs) and
+    records, per root storage, the bytes its persistent id declares: torch.load allocates that much."""
+
+    def __init__(self, f: IO[bytes], declared: dict[Any, int]) -> None:
+        super().__init__(f, encoding="latin1")
+        self.declared = declared
+        self.stubs: dict[tuple[str, str], type] = {}
+
+    def find_class(self, module: str, name: str) -> type:
+        key = (str(module), str(name))
+        if key not in self.stubs:
+            self.stubs[key] = type("Stub", (_Stub,), {"pickled_name": key[1]})
+        return self.stubs[key]
+
+    def persistent_load(self, pid: Any) -> _Stub:
+        if isinstance(pid, tuple) and len(pid) == 6 and pid[0] in ("storage", b"storage"):
+            storage_type, root_key, numel = pid[1], pid[2], pid[4]
+            if type(numel) is not int or numel < 0:
+                raise ValueError(f"a storage declares {type(numel).__name__} {str(numel)[:40]} elements")
+            if root_key not in self.declared:  # views of a storage allocate nothing more
+                dtype = _LEGACY_STORAGE_DTYPES.get(getattr(storage_type, "pickled_name", None))
+                self.declared[root_key] = numel * (torch._utils._element_size(dtype) if dtype else 1)
+        return _Stub()
+
+
+_LEGACY_STORAGE_DTYPES = {name: dtype for dtype, name in torch.storage._dtype_to_storage_type_map().items()}
+
+
+def _check_legacy(path: Path, size: int) -> None:
+    """Refuse a legacy (pre-1.6, non-zip) file whose storages declare more bytes than the file holds.
+
+    That format is four pickles (magic number, protocol, system info, the object) followed by each
+    storage's raw bytes; torch.load allocates every storage at the size the object's pickle declares
+    before reading its data. The pickle is scanned first, with stubs for every global, so nothing of
+    the file's executes and nothing larger than the pickle is built.
+    """
+    from torch.serialization import MAGIC_NUMBER
+
+    declared: dict[Any, int] = {}
+    try:
+        with open(path, "rb") as f:
+            if _StorageScan(f, declared).load() != MAGIC_NUMBER:
+                return  # not a legacy torch file: torch.load says so before allocating anything
+            for _ in range(3):  # protocol, system info, then the object
+                _StorageScan(f, declared).load()
+    except Exception as e:  # noqa: BLE001 - a damaged pickle fails in arbitrary ways
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {detail})") from None
+    total = sum(declared.values())
+    if total > size + INFLATION_SLACK:
+        raise CheckpointError(
+            f"{path}: refused: its storages declare {total:,} bytes from a file of {size:,} (a legacy .pth holds "
+            "them raw); the file is damaged or forged"
+        )
+
+
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     """Every tensor inside nested dicts, lists and tuples (iteratively: nesting depth costs no stack)."""
     stack = [obj]
@@ -245,6 +321,8 @@ def read_weights(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
         return tensors, metadata
     if kind == "zip":
         _check_zip(path, size)
+    else:
+        _check_legacy(path, size)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

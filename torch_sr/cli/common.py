@@ -64,5 +64,6 @@ def add_max_pixels_option(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_MAX_PIXELS,
         metavar="N",
-        help="refuse images of more than N pixels, from their header, before decoding (default: %(default)s)",
+        help="refuse images (and video frames) of more than N pixels, from their header, before decoding "
+        "(default: %(default)s)",
     )

@@ -1,9 +1,12 @@
 """The networks and the perceptual loss a config describes, with errors worded for the config."""
 from __future__ import annotations
 
+import torch
 from torch import nn
+from torch.nn.modules.module import register_module_parameter_registration_hook
 
-from torch_sr.archs.registry import build_discriminator, build_generator
+from torch_sr.archs.registry import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
+from torch_sr.config.arch_params import arch_params
 from torch_sr.config.schema import ArchConfig, TrainConfig
 from torch_sr.errors import ConfigError
 from torch_sr.losses.perceptual import PerceptualLoss, build_perceptual_loss
@@ -14,6 +17,72 @@ def _build(build, kind: str, section: ArchConfig, source: str) -> nn.Module:
         return build(section.arch, **section.kwargs)
     except (TypeError, ValueError) as e:  # the constructor's own range checks
         raise ConfigError(f"{source}: {kind} ({section.arch}): {e}") from None
+
+
+# Bounds on a configured network, checked on PyTorch's `meta` device (which allocates nothing) before any
+# data is read. The shipped configs' networks have at most 24 M parameters (SRGAN's discriminator) and 702
+# tensors (RRDBNet, 23 blocks); 1e9 parameters already need ~16 GB for weights, gradients and Adam's states.
+MAX_PARAMETERS = 1_000_000_000
+MAX_PARAMETER_TENSORS = 10_000  # also bounds the time the meta build takes
+# Keys that load pretrained weights from a file: the network's size does not depend on them, and the
+# size check reads no file.
+_NO_WEIGHT_FILES = {"pretrained_encoder": False, "encoder_weights": ""}
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def check_network_size(kind: str, section: ArchConfig, source: str) -> int:
+    """Refuse a `generator` / `discriminator` section describing more than `MAX_PARAMETERS` parameters
+    or `MAX_PARAMETER_TENSORS` weight tensors, with a `ConfigError` naming its integer keys; returns the
+    parameter count.
+
+    The network is built on the `meta` device, and the build stops at the first parameter beyond
+    either bound, so even a section declaring trillions of parameters costs neither memory nor time.
+    """
+    build, table = (build_generator, GENERATORS) if kind == "generator" else (build_discriminator, DISCRIMINATORS)
+    params = arch_params(table[section.arch]) if section.arch in table else {}
+    kwargs = {**section.kwargs, **{k: v for k, v in _NO_WEIGHT_FILES.items() if k in params}}
+    count = {"parameters": 0, "tensors": 0}
+
+    def counted(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None:
+            count["parameters"] += param.numel()
+            count["tensors"] += 1
+            if count["parameters"] > MAX_PARAMETERS or count["tensors"] > MAX_PARAMETER_TENSORS:
+                raise _TooLarge
+
+    handle = register_module_parameter_registration_hook(counted)
+    try:
+        with torch.device("meta"):
+            build(section.arch, **kwargs)
+    except _TooLarge:
+        over = (f"more than {MAX_PARAMETERS:,} parameters" if count["parameters"] > MAX_PARAMETERS
+                else f"more than {MAX_PARAMETER_TENSORS:,} weight tensors")
+        raise ConfigError(f"{source}: {kind} ({section.arch}) would have {over}; {_size_keys(kind, section)}") from None
+    except (TypeError, ValueError) as e:  # the constructor's own range checks
+        raise ConfigError(f"{source}: {kind} ({section.arch}): {e}") from None
+    except RuntimeError as e:  # e.g. a tensor size beyond int64
+        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{source}: {kind} ({section.arch}) cannot be built ({detail}); "
+                          f"{_size_keys(kind, section)}") from None
+    finally:
+        handle.remove()
+    return count["parameters"]
+
+
+def _size_keys(kind: str, section: ArchConfig) -> str:
+    """'make generator/num_feat 100000, generator/num_conv 1000 smaller': the section's integer (and
+    integer-list) keys, largest first."""
+    sizes = []
+    for k, v in section.hparams.items():
+        values = v if isinstance(v, (list, tuple)) else [v]
+        ints = [n for n in values if isinstance(n, int) and not isinstance(n, bool)]
+        if ints and len(ints) == len(values):
+            sizes.append((max(ints), k, v))
+    shown = ", ".join(f"{kind}/{k} {v}" for _, k, v in sorted(sizes, reverse=True)[:4])
+    return f"make {shown} smaller" if shown else "choose smaller sizes"
 
 
 def build_generator_from_config(cfg: TrainConfig) -> nn.Module:

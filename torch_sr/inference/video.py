@@ -28,6 +28,7 @@ from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import CONTAINERS, DEFAULT_CRF, VIDEO_SUFFIXES  # noqa: F401 (re-exported)
 from torch_sr.inference.image_io import write_image
 from torch_sr.inference.upscaler import Upscaler
+from torch_sr.pixel_limit import check_pixels
 from torch_sr.progress import progress_bar
 
 H264_ENCODERS = ("libx264", "libopenh264")  # in order of preference
@@ -155,6 +156,7 @@ def upscale_video_to_frames(
             nonlocal count
             with _frame_bar(video, progress) as bar:
                 for frame in _interleaved(inp.demux(video), video.index):
+                    check_pixels(src, frame.width, frame.height, VideoError)  # a frame larger than declared
                     count += 1
                     write_image(folder / f"{count:06d}.png", upscaler.upscale_array(frame.to_ndarray(format="rgb24")))
                     bar.update(1)
@@ -182,6 +184,12 @@ def _open_video(src: Path):
     if not inp.streams.video:
         inp.close()
         raise VideoError(f"{src}: has no video stream")
+    cc = inp.streams.video[0].codec_context
+    try:  # the frame size the stream declares, before any frame is decoded
+        check_pixels(src, cc.width, cc.height, VideoError)
+    except VideoError:
+        inp.close()
+        raise
     return inp
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from torch_sr.model_files.model_file import read_model_file
-from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config
+from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config, check_network_size
 from torch_sr.config.schema import TrainConfig
 from torch_sr.device import configure_cuda
 from torch_sr.errors import CheckpointError
@@ -90,6 +90,7 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
     cfg = session.cfg
     stages = build_stages(cfg)
     first = _checkpoint_order(checkpoint) if checkpoint is not None else stages[0].order
+    _check_network_sizes(s for s in stages if s.order >= first)
     carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
     for stage in (s for s in stages if s.order >= first):
@@ -109,6 +110,18 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
         if session.ctx.is_main:
             finals.append(model_path(session.options.output_dir, session.prefix(stage), "final"))
     return finals
+
+
+def _check_network_sizes(stages) -> None:
+    """Refuse absurdly large networks (built on the `meta` device) before any data or init_weights is read."""
+    checked = set()
+    for stage in stages:
+        for kind in ("generator", "discriminator") if stage.adversarial else ("generator",):
+            section = getattr(stage.config, kind)
+            key = (kind, section.arch, repr(section.kwargs))
+            if key not in checked:
+                checked.add(key)
+                check_network_size(kind, section, stage.config.source)
 
 
 def _checkpoint_order(checkpoint: dict[str, Any]) -> tuple[int, int]:
