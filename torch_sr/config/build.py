@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 
-from torch_sr.archs.registry import DISCRIMINATORS, GENERATORS, build_discriminator, build_generator
+from torch_sr.archs.registry import DISCRIMINATORS, build_discriminator, build_generator, generator_classes
 from torch_sr.config.arch_params import arch_params
 from torch_sr.config.schema import ArchConfig, TrainConfig
 from torch_sr.errors import ConfigError
@@ -41,7 +41,7 @@ def check_network_size(kind: str, section: ArchConfig, source: str) -> int:
     The network is built on the `meta` device, and the build stops at the first parameter beyond
     either bound, so even a section declaring trillions of parameters costs neither memory nor time.
     """
-    build, table = (build_generator, GENERATORS) if kind == "generator" else (build_discriminator, DISCRIMINATORS)
+    build, table = (build_generator, generator_classes()) if kind == "generator" else (build_discriminator, DISCRIMINATORS)
     params = arch_params(table[section.arch]) if section.arch in table else {}
     kwargs = {**section.kwargs, **{k: v for k, v in _NO_WEIGHT_FILES.items() if k in params}}
     count = {"parameters": 0, "tensors": 0}
