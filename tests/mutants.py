@@ -44,6 +44,7 @@ CONTENT, INPUTS = "torch_sr/losses/content.py", "torch_sr/metrics/inputs.py"
 LOOP_TESTS, TRAINER = "tests/test_training_loop.py::", "tests/test_trainer.py::"
 RESUME, LOSSES, METRICS = "tests/test_trainer_resume.py::", "tests/test_losses.py::", "tests/test_metrics.py::"
 VAL_TESTS, TILING_TESTS = "tests/test_validation.py::", "tests/test_tiling.py::"
+DESCRIPTION = "tests/test_generator_description.py::"
 
 MUTANTS = [
     # the training loop (the first two are issue 15's)
@@ -129,6 +130,17 @@ MUTANTS = [
            "tests/test_upscaler.py::test_small_tiles_are_batched_when_memory_allows", False),
     Mutant(TILING, "side = max(int(math.sqrt(pixels / images)),", "side = max(int(math.sqrt(pixels)),",
            TILING_TESTS + "test_auto_tile_size_follows_free_memory", False),
+    # the generator description and the size limits
+    Mutant("torch_sr/inference/upscaler.py", "if self.autocast_dtype == torch.float16 and not info.supports_half:",
+           "if self.autocast_dtype == torch.bfloat16 and not info.supports_half:",
+           DESCRIPTION + "test_upscaler_keeps_a_half_shy_model_in_float32", True),
+    Mutant("torch_sr/archs/registry.py", "rrdb_layouts.infer_hparams, rrdb_layouts.canonical_keys),",
+           "rrdb_layouts.infer_hparams),", DESCRIPTION + "test_rrdbnet_reader_renames_the_published_layouts", True),
+    Mutant("torch_sr/training/run.py", "_check_network_sizes(s for s in stages if s.order >= first)",
+           "_check_network_sizes(s for s in stages if s.order > first)",
+           "tests/test_training_errors.py::test_an_absurd_generator_is_refused_before_any_data_is_read", True),
+    Mutant("torch_sr/files.py", "if total > size + INFLATION_SLACK:", "if total > 2 * size + INFLATION_SLACK:",
+           "tests/test_model_file_errors.py::test_legacy_storage_bound_is_the_file_size_plus_the_slack", True),
 ]
 
 
