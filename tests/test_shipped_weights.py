@@ -17,6 +17,7 @@ from torch_sr.cli import test as test_cli
 from torch_sr.inference.image_io import read_image, write_image
 
 MAX_TOTAL_BYTES = 10 * 1024 * 1024
+PHOTO_SET14_SHORT = "photo_x4 on Set14 is +0.71 dB over default_x4 under jpeg:40 and +0.95 under noise:10+jpeg:70, short of 1.0"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -59,11 +60,11 @@ def test_inference_without_a_model_uses_the_default(tmp_path):
     assert read_image(tmp_path / "a_x2.png").array.shape == (40, 48, 3)
 
 
-def _scores(tmp_path, shared_data, name: str, degrade: str | None = None) -> dict:
+def _scores(tmp_path, shared_data, name: str, degrade: str | None = None, sets: tuple[str, ...] = ("Set5",)) -> dict:
     out = tmp_path / f"{name}_{degrade}.json".replace(":", "_").replace("+", "_")
-    set5 = str(shared_data / "benchmark" / "Set5")
+    datasets = ",".join(str(shared_data / "benchmark" / s) for s in sets)
     extra = ["--degrade", degrade] if degrade else []
-    assert test_cli.main([name, "-d", set5, "--json", str(out), *extra]) == 0  # a shipped model by its name
+    assert test_cli.main([name, "-d", datasets, "--json", str(out), *extra]) == 0  # a shipped model by its name
     return json.loads(out.read_text())
 
 
@@ -94,9 +95,12 @@ def test_default_x2_reaches_its_set5_target(tmp_path, shared_data):
     assert dataset["mean"]["psnr"] >= 37.3  # VDSR, trained on the same 291 images, published 37.53
 
 
+PHOTO_LR = (None, "jpeg:40", "noise:10+jpeg:70")
+
+
 @pytest.fixture(scope="module")
 def photo_scores(tmp_path_factory) -> dict:
-    """Set5 means of photo_x4 and default_x4 on clean, jpeg:40 and noise:10+jpeg:70 LR."""
+    """(model, LR, set) -> mean scores of photo_x4 and default_x4 on clean, jpeg:40 and noise:10+jpeg:70 LR."""
     from conftest import SHARED_DATA as shared_data
 
     if not shared_data.is_dir():
@@ -104,29 +108,43 @@ def photo_scores(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("photo")
     out = {}
     for name in ("photo_x4", "default_x4"):
-        for degrade in (None, "jpeg:40", "noise:10+jpeg:70"):
-            (dataset,) = _scores(tmp, shared_data, name, degrade)["results"]
-            out[name, degrade] = dataset["mean"]
+        for degrade in PHOTO_LR:
+            for dataset in _scores(tmp, shared_data, name, degrade, sets=("Set5", "Set14"))["results"]:
+                out[name, degrade, dataset["dataset"]] = dataset["mean"]
     return out
 
 
 @pytest.mark.slow
-def test_photo_x4_restores_compressed_and_noisy_photos_and_still_serves_clean_ones(photo_scores):
-    """What the card measures on Set5: above default_x4 (which is below bicubic there) and above bicubic."""
-    for degrade in ("jpeg:40", "noise:10+jpeg:70"):
-        photo, default = photo_scores["photo_x4", degrade], photo_scores["default_x4", degrade]
+@pytest.mark.parametrize("dataset", ["Set5", "Set14"])
+def test_photo_x4_restores_compressed_and_noisy_photos_and_still_serves_clean_ones(photo_scores, dataset):
+    """What the card measures: above default_x4 (which is below bicubic there) and above bicubic."""
+    for degrade in PHOTO_LR[1:]:
+        photo, default = photo_scores["photo_x4", degrade, dataset], photo_scores["default_x4", degrade, dataset]
         assert default["psnr"] < default["bicubic_psnr"]  # the clean-trained model sharpens the artifacts
-        assert photo["psnr"] >= default["psnr"] + 0.9 and photo["psnr"] >= photo["bicubic_psnr"] + 0.6, degrade
-    clean = photo_scores["photo_x4", None]
+        assert photo["psnr"] >= default["psnr"] + 0.7 and photo["psnr"] >= photo["bicubic_psnr"] + 0.6, degrade
+    clean = photo_scores["photo_x4", None, dataset]
+    assert clean["psnr"] >= clean["bicubic_psnr"] + 1.0
+
+
+def _photo_floors(photo_scores, dataset: str) -> None:
+    """The project's floors (the card): 1.0 dB over default_x4 under jpeg:40 and noise:10+jpeg:70, and
+    1.0 dB over bicubic on clean LR."""
+    for degrade in PHOTO_LR[1:]:
+        photo, default = photo_scores["photo_x4", degrade, dataset], photo_scores["default_x4", degrade, dataset]
+        assert photo["psnr"] >= default["psnr"] + 1.0, degrade
+    clean = photo_scores["photo_x4", None, dataset]
     assert clean["psnr"] >= clean["bicubic_psnr"] + 1.0
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="photo_x4 is +0.94 dB over default_x4 under jpeg:40 on Set5, short of 1.0")
 def test_photo_x4_reaches_its_set5_targets(photo_scores):
-    """The project's floors (its card): 1.0 dB over default_x4 under jpeg:40 and noise:10+jpeg:70."""
-    for degrade in ("jpeg:40", "noise:10+jpeg:70"):
-        assert photo_scores["photo_x4", degrade]["psnr"] >= photo_scores["default_x4", degrade]["psnr"] + 1.0, degrade
+    _photo_floors(photo_scores, "Set5")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=PHOTO_SET14_SHORT)
+def test_photo_x4_reaches_its_set14_targets(photo_scores):
+    _photo_floors(photo_scores, "Set14")
 
 
 def test_commands_take_a_shipped_models_name_for_a_model_file(tmp_path, monkeypatch):
