@@ -228,7 +228,7 @@ def test_legacy_files_still_load(tmp_path):
         assert loaded[k].dtype == t.dtype and torch.equal(loaded[k], t)
     model = RRDBNet(2, 3, 4, 2, 1)
     torch.save({"params": model.state_dict()}, tmp_path / "rrdb.pth", _use_new_zipfile_serialization=False)
-    assert load_model(tmp_path / "rrdb.pth").scale == 2
+    assert load_model(tmp_path / "rrdb.pth").info.scale == 2
     # declaring exactly what the file holds is fine
     (tmp_path / "same.pth").write_bytes(legacy_file_declaring(tmp_path / "x.pth", 3 * 4115).read_bytes())
     assert read_weights(tmp_path / "same.pth")[0]["w"].shape == (3, 4115)
