@@ -1,6 +1,12 @@
 """Exception types whose messages are meant to be shown to users as they are."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name if empty), for a one-line error."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
 class TorchSRError(Exception):
     """Base class: the command-line tools print these without a traceback."""
 

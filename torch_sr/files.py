@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import torch
 
-from torch_sr.errors import CheckpointError, TorchSRError
+from torch_sr.errors import CheckpointError, TorchSRError, first_line
 
 SAFETENSORS_SUFFIX = ".safetensors"
 # Bytes a weights file may declare beyond its own size (zip members, tensor views) before it is refused.
@@ -239,8 +239,7 @@ def _check_legacy(path: Path, size: int) -> None:
             for _ in range(3):  # protocol, system info, then the object
                 _StorageScan(f, declared).load()
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in arbitrary ways
-        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {detail})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {first_line(e)})") from None
     total = sum(declared.values())
     if total > size + INFLATION_SLACK:
         raise CheckpointError(
@@ -330,7 +329,6 @@ def read_weights(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
     except MemoryError:
         raise CheckpointError(f"{path}: refused: it declares more data than fits in memory") from None
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in arbitrary ways (KeyError, IndexError, ...)
-        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {detail})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {first_line(e)})") from None
     check_tensors(obj, path, size)
     return obj, {}

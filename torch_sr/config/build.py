@@ -5,16 +5,17 @@ import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 
-from torch_sr.archs.registry import DISCRIMINATORS, build_discriminator, build_generator, generator_classes
+from torch_sr.archs.registry import build_discriminator, build_generator
 from torch_sr.config.arch_params import arch_params
 from torch_sr.config.schema import ArchConfig, TrainConfig
-from torch_sr.errors import ConfigError
+from torch_sr.config.validate import arch_table
+from torch_sr.errors import ConfigError, first_line
 from torch_sr.losses.perceptual import PerceptualLoss, build_perceptual_loss
 
 
-def _build(build, kind: str, section: ArchConfig, source: str) -> nn.Module:
+def _build(build, kind: str, section: ArchConfig, source: str, **overrides) -> nn.Module:
     try:
-        return build(section.arch, **section.kwargs)
+        return build(section.arch, **{**section.kwargs, **overrides})
     except (TypeError, ValueError) as e:  # the constructor's own range checks
         raise ConfigError(f"{source}: {kind} ({section.arch}): {e}") from None
 
@@ -41,9 +42,9 @@ def check_network_size(kind: str, section: ArchConfig, source: str) -> int:
     The network is built on the `meta` device, and the build stops at the first parameter beyond
     either bound, so even a section declaring trillions of parameters costs neither memory nor time.
     """
-    build, table = (build_generator, generator_classes()) if kind == "generator" else (build_discriminator, DISCRIMINATORS)
-    params = arch_params(table[section.arch]) if section.arch in table else {}
-    kwargs = {**section.kwargs, **{k: v for k, v in _NO_WEIGHT_FILES.items() if k in params}}
+    build = build_generator if kind == "generator" else build_discriminator
+    cls = arch_table(kind).get(section.arch)
+    no_files = {k: v for k, v in _NO_WEIGHT_FILES.items() if k in (arch_params(cls) if cls else {})}
     count = {"parameters": 0, "tensors": 0}
 
     def counted(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
@@ -56,16 +57,13 @@ def check_network_size(kind: str, section: ArchConfig, source: str) -> int:
     handle = register_module_parameter_registration_hook(counted)
     try:
         with torch.device("meta"):
-            build(section.arch, **kwargs)
+            _build(build, kind, section, source, **no_files)
     except _TooLarge:
         over = (f"more than {MAX_PARAMETERS:,} parameters" if count["parameters"] > MAX_PARAMETERS
                 else f"more than {MAX_PARAMETER_TENSORS:,} weight tensors")
         raise ConfigError(f"{source}: {kind} ({section.arch}) would have {over}; {_size_keys(kind, section)}") from None
-    except (TypeError, ValueError) as e:  # the constructor's own range checks
-        raise ConfigError(f"{source}: {kind} ({section.arch}): {e}") from None
     except RuntimeError as e:  # e.g. a tensor size beyond int64
-        detail = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{source}: {kind} ({section.arch}) cannot be built ({detail}); "
+        raise ConfigError(f"{source}: {kind} ({section.arch}) cannot be built ({first_line(e)}); "
                           f"{_size_keys(kind, section)}") from None
     finally:
         handle.remove()
