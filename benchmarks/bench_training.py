@@ -3,6 +3,7 @@
     python benchmarks/bench_training.py                                  # configs/smoke_cpu.json, CPU, 2 threads
     python benchmarks/bench_training.py CONFIG --iterations 20 --workers 0 1 2
     python benchmarks/bench_training.py --threads 1 --iterations 16 --memory-formats 2   # NCHW vs channels_last
+    python benchmarks/bench_training.py CONFIG --threads 1 --iterations 8 --precisions 3  # float32 vs bf16 autocast
 
 Each stage of the config (PSNR, then GAN) is built as `train.py` builds it (same data, networks,
 losses, channels_last on the CPU) and trained for `--iterations` iterations after two warm-up
@@ -54,12 +55,14 @@ def bench_config(raw: dict, source: str) -> dict:
 
 
 def time_stages(cfg, iterations: int, memory_format: torch.memory_format | None = None,
-                clock=time.perf_counter) -> list[dict]:
+                clock=time.perf_counter, autocast: bool = False) -> list[dict]:
     """Seconds (of `clock`) per iteration of each stage, after 2 warm-up iterations.
 
-    `memory_format` overrides the trainer's choice (channels_last on the CPU) for comparisons.
+    `memory_format` overrides the trainer's choice (channels_last on the CPU) for comparisons;
+    `autocast` trains as `train.py -a` does (bf16 on the CPU).
     """
-    options = TrainOptions(output_dir=Path(tempfile.mkdtemp()), checkpoint_interval=10**9, echo=False, progress=False)
+    options = TrainOptions(output_dir=Path(tempfile.mkdtemp()), checkpoint_interval=10**9, echo=False, progress=False,
+                           autocast=autocast)  # fmt: skip
     session = Session(cfg, options, DistributedContext(torch.device("cpu")), StopRequest(), 0, "bench")
     if memory_format is not None:
         session.memory_format = memory_format
@@ -124,6 +127,17 @@ def compare_memory_formats(cfg, iterations: int, repeats: int) -> None:
             print(f"{name:>13}: " + ", ".join(f"{r['stage']} {r['s_per_step']:.3f} s/iteration" for r in rows), flush=True)
 
 
+def compare_precisions(cfg, iterations: int, repeats: int) -> None:
+    """float32 against bf16 autocast (`train.py -a` on the CPU), interleaved, in process CPU time."""
+    from torch_sr.device import cpu_has_native_bf16
+
+    print(f"native bfloat16 (avx512_bf16 / amx_bf16): {cpu_has_native_bf16()}")
+    for _ in range(repeats):
+        for name, autocast in (("float32", False), ("bf16 autocast", True)):
+            rows = time_stages(cfg, iterations, clock=time.process_time, autocast=autocast)
+            print(f"{name:>13}: " + ", ".join(f"{r['stage']} {r['s_per_step']:.3f} s/iteration" for r in rows), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("config", nargs="?", default=str(ROOT / "configs" / "smoke_cpu.json"))
@@ -134,11 +148,16 @@ def main() -> None:
     p.add_argument("--json", help="also write the numbers to this file")
     p.add_argument("--memory-formats", type=int, metavar="REPEATS",
                    help="only compare NCHW with channels_last (process CPU time), this many times each")
+    p.add_argument("--precisions", type=int, metavar="REPEATS",
+                   help="only compare float32 with bf16 autocast (process CPU time), this many times each")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = bench_config(json.loads(Path(args.config).read_text()), args.config)
     if args.memory_formats:
         compare_memory_formats(cfg, args.iterations, args.memory_formats)
+        return
+    if args.precisions:
+        compare_precisions(cfg, args.iterations, args.precisions)
         return
 
     print(f"config: {args.config}; torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "

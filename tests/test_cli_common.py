@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from torch_sr.cli.common import EXIT_ERROR, reports_errors
-from torch_sr.device import resolve_device
+from torch_sr.device import autocast_dtype, cpu_has_native_bf16, resolve_device
 from torch_sr.errors import CheckpointError, TorchSRError
 
 
@@ -35,6 +35,31 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(TorchSRError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_autocast_dtype_per_device():
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert autocast_dtype(cpu, None) == autocast_dtype(cpu, "bf16") == torch.bfloat16
+    assert autocast_dtype(cpu, "fp16") is None  # refused: float32
+    assert autocast_dtype(cuda, None) == autocast_dtype(cuda, "fp16") == torch.float16
+    assert autocast_dtype(cuda, "bf16") == torch.bfloat16
+    assert autocast_dtype(mps, None) is None
+
+
+@pytest.mark.parametrize(
+    "flags, native", [("fpu sse avx512f avx512_bf16 avx512vl", True), ("fpu amx_bf16 amx_tile", True),
+                      ("fpu sse avx2 avx512f avx512bw", False)],
+)  # fmt: skip
+def test_cpu_has_native_bf16_reads_the_flags(tmp_path, flags, native):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    assert cpu_has_native_bf16(str(info)) is native
+
+
+def test_cpu_has_native_bf16_is_unknown_without_cpuinfo(tmp_path):
+    assert cpu_has_native_bf16(str(tmp_path / "missing")) is None
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert cpu_has_native_bf16(str(tmp_path / "arm")) is None
 
 
 @pytest.mark.slow

@@ -217,8 +217,9 @@ def test_a_run_writes_named_models_and_safe_loadable_checkpoints(run, tmp_path, 
 
 
 def test_stage_two_starts_from_the_stage_one_model(run, tmp_path):
-    with pytest.warns(UserWarning, match="--autocast needs CUDA"):  # and float32 training goes on
-        assert run({"pretraining": {"ema_decay": 0.5}, "training": {"g_lr": 1e-12, "d_lr": 1e-12}}, "-a") == 0
+    with pytest.warns(UserWarning, match="--amp-dtype fp16 needs CUDA"):  # and float32 training goes on
+        changes = {"pretraining": {"ema_decay": 0.5}, "training": {"g_lr": 1e-12, "d_lr": 1e-12}}
+        assert run(changes, "-a", "--amp-dtype", "fp16") == 0
     out = tmp_path / "saved_models"
     psnr = torch.load(next(out.glob("*PSNR*final_model.pth")), weights_only=True)
     gan = torch.load(next(out.glob("*ESRGAN*final_model.pth")), weights_only=True)
@@ -403,3 +404,42 @@ def test_checkerboard_term_is_trained_logged_and_validated(run, capsys):
     text = out.out + out.err
     assert re.search(r"GAN 4/4 .*checkerboard [0-9.e-]+", text)
     assert re.search(r"GAN validation at iteration 4: .*/checkerboard [0-9.e-]+", text)
+
+
+# -- mixed precision on the CPU ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def conv_dtypes(monkeypatch):
+    """The dtypes the run's Conv2d layers return in training mode (not validating); the CPU counts as
+    one with native bfloat16, so that no warning depends on the test machine."""
+    seen: set[torch.dtype] = set()
+
+    def hook(module, args, output):
+        if isinstance(module, torch.nn.Conv2d) and module.training:
+            seen.add(output.dtype)
+
+    monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: True)
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    yield seen
+    handle.remove()
+
+
+def test_autocast_on_the_cpu_trains_in_bfloat16(run, conv_dtypes, tmp_path):
+    assert run(None, "-a") == 0  # both stages, generator and discriminator
+    assert conv_dtypes == {torch.bfloat16}
+    # the weights stay float32 and finite
+    final = read_weights(next((tmp_path / "saved_models").glob("*ESRGAN*final_model.pth")))[0]
+    assert all(v.dtype == torch.float32 and v.isfinite().all() for v in final["state_dict"].values())
+
+
+def test_fp16_autocast_on_the_cpu_trains_in_float32(run, conv_dtypes):
+    with pytest.warns(UserWarning, match=r"--amp-dtype fp16 needs CUDA; training in float32 on the cpu"):
+        assert run({"training": {"enabled": False}}, "-a", "--amp-dtype", "fp16") == 0
+    assert conv_dtypes == {torch.float32}
+
+
+def test_autocast_warns_on_a_cpu_without_native_bfloat16(run, monkeypatch):
+    monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16 .* leave out -a"):
+        assert run({"training": {"enabled": False}, "pretraining": {"num_iterations": 1}}, "-a") == 0

@@ -52,3 +52,33 @@ def configure_cuda(deterministic: bool) -> None:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU multiplies bfloat16 natively (x86 `avx512_bf16` or `amx_bf16`); None when unknown.
+
+    bf16 autocast roughly halves a convolution's time on such CPUs (docs/benchmarks.md) and is
+    slower than float32 where bfloat16 is emulated. Read from Linux's /proc/cpuinfo; elsewhere unknown.
+    """
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[-1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        return None
+    return None
+
+
+def autocast_dtype(device: torch.device, amp_dtype: str | None) -> torch.dtype | None:
+    """The dtype `train.py --autocast` computes in: fp16 (default) or bf16 on CUDA, bf16 on the CPU.
+
+    `amp_dtype` None picks the device's default. fp16 on the CPU is refused (None, float32): it is
+    slow there and would need a gradient scaler; so is any other device type.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if amp_dtype == "bf16" else torch.float16
+    if device.type == "cpu" and amp_dtype in (None, "bf16"):
+        return torch.bfloat16
+    return None

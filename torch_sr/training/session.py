@@ -19,6 +19,7 @@ import torch
 
 from torch_sr.config.schema import TrainConfig
 from torch_sr.config.validate import config_to_dict
+from torch_sr.device import autocast_dtype
 from torch_sr.errors import TorchSRError
 from torch_sr.training import checkpointing
 from torch_sr.training.distributed import DistributedContext, all_reduce_sum
@@ -30,7 +31,6 @@ from torch_sr.training.stages import Stage, file_prefix
 from torch_sr.training.state import TrainState
 from torch_sr.training.validation import best_criterion, improves, validate
 
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 NONFINITE_SUFFIX = "_checkpoint.nonfinite.pth"  # a checkpoint whose weights gave a NaN/inf loss
 
 
@@ -44,7 +44,7 @@ class TrainOptions:
     store_model_interval: int | None = None  # iterations between model snapshots
     device: torch.device = torch.device("cpu")
     autocast: bool = False
-    amp_dtype: str = "fp16"
+    amp_dtype: str | None = None  # "fp16" | "bf16"; None: fp16 on CUDA, bf16 on the CPU
     data_parallel: bool = True
     deterministic: bool = False  # CUDA: reproducible algorithms, no TF32 (`torch_sr.device.configure_cuda`)
     run_name: str | None = None
@@ -84,7 +84,7 @@ class Session:
         self.device = ctx.device
         self.timestamp, self.run_name = timestamp, run_name
         self.config_dict = config_to_dict(cfg)
-        self.amp_dtype = AMP_DTYPES[options.amp_dtype] if options.autocast and self.device.type == "cuda" else None
+        self.amp_dtype = autocast_dtype(self.device, options.amp_dtype) if options.autocast else None
         self.scaler_enabled = self.amp_dtype == torch.float16
         # channels_last: up to ~25% faster training iterations on the CPU (measured: README, "On the CPU")
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
