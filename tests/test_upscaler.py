@@ -116,6 +116,23 @@ def test_half_precision_on_cpu_warns_and_keeps_float32():
     torch.testing.assert_close(upscaler.upscale_tensor(x), Upscaler(model, "cpu").upscale_tensor(x))
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_cpu_runs_where_the_cpu_has_native_bfloat16(monkeypatch, native):
+    monkeypatch.setattr("torch_sr.inference.upscaler.cpu_has_native_bf16", lambda: native)
+    model = ConvShuffle()
+    x = smooth_image(h=24, w=24)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        upscaler = Upscaler(model, "cpu", precision="bf16")
+    fp32 = Upscaler(model, "cpu").upscale_tensor(x)
+    if native:  # no warning, and the model really computes in bf16
+        assert not caught and upscaler.autocast_dtype == torch.bfloat16
+        assert 0 < (upscaler.upscale_tensor(x) - fp32).abs().max() < 0.05
+    else:  # emulated bf16 is slower than float32: said, and float32 it is
+        assert "avx512_bf16 or amx_bf16" in str(caught[0].message) and upscaler.autocast_dtype is None
+        torch.testing.assert_close(upscaler.upscale_tensor(x), fp32)
+
+
 def test_forced_bf16_on_cpu_is_close_to_float32():
     model = ConvShuffle()
     x = smooth_image(h=24, w=24)

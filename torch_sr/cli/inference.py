@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="half precision (GPU)")
-    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", help="bfloat16 (GPU)")
+    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
+                           help="bfloat16 (GPU, or a CPU with avx512_bf16 or amx_bf16: about 2x faster there)")
     p.add_argument("--tta", action="store_true", help="x8 self-ensemble: 8 flips/transposes averaged (8x slower)")
     add_max_pixels_option(p)
     p.set_defaults(precision="fp32")

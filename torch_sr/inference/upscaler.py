@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torch_sr.archs.description import generator_info
-from torch_sr.device import make_current, resolve_device
+from torch_sr.device import cpu_has_native_bf16, make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
 from torch_sr.inference.channels import confine_alpha, fill_transparent
@@ -36,8 +36,10 @@ class Upscaler:
     `tile="auto"` tiles only when the image would not fit in the free memory of the device, with
     a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
     `progress=True` shows a bar of the tiles of each image (with the time left) on a terminal.
-    `precision` "fp16"/"bf16" runs under autocast on CUDA; on the CPU it is ignored with a
-    warning unless `force_autocast=True` (CPU autocast is slow; meant for tests and experiments).
+    `precision` "fp16"/"bf16" runs under autocast on CUDA, and "bf16" on a CPU that multiplies
+    bfloat16 natively (`cpu_has_native_bf16`: about twice as fast as float32 there, docs/benchmarks.md).
+    Otherwise on the CPU it is ignored with a warning (emulated, it is slower than float32) unless
+    `force_autocast=True` (meant for tests and experiments).
     A half-precision batch that comes out non-finite is recomputed in float32. An indexed CUDA
     device (`cuda:1`) becomes the current device (`torch_sr.device.make_current`).
     A model with a faster inference path (`RRDBNet.optimize_for_inference`) gets it switched on
@@ -77,8 +79,14 @@ class Upscaler:
         self.tile, self.tile_overlap, self.tta, self.progress = tile, tile_overlap, tta, progress
         self.autocast_dtype = PRECISIONS[precision]
         if self.autocast_dtype is not None and self.device.type == "cpu" and not force_autocast:
-            warnings.warn(f"{precision} needs a GPU; running in float32 on the CPU", stacklevel=2)
-            self.autocast_dtype = None
+            if precision == "fp16":
+                warnings.warn("fp16 needs a GPU; running in float32 on the CPU (bf16 runs on CPUs with "
+                              "avx512_bf16 or amx_bf16)", stacklevel=2)  # fmt: skip
+                self.autocast_dtype = None
+            elif not cpu_has_native_bf16():
+                warnings.warn("bf16 needs a GPU or a CPU with avx512_bf16 or amx_bf16 (emulated, it is slower than "
+                              "float32); running in float32 on the CPU", stacklevel=2)  # fmt: skip
+                self.autocast_dtype = None
         if self.autocast_dtype == torch.float16 and not info.supports_half:
             warnings.warn(f"{type(model).__name__} does not support float16; running in float32", stacklevel=2)
             self.autocast_dtype = None
