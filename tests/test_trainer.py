@@ -439,7 +439,8 @@ def test_fp16_autocast_on_the_cpu_trains_in_float32(run, conv_dtypes):
     assert conv_dtypes == {torch.float32}
 
 
-def test_autocast_warns_on_a_cpu_without_native_bfloat16(run, monkeypatch):
+def test_autocast_on_a_cpu_without_native_bfloat16_trains_in_float32(run, conv_dtypes, monkeypatch):
     monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: False)
-    with pytest.warns(UserWarning, match="no native bfloat16 .* leave out -a"):
+    with pytest.warns(UserWarning, match="no native bfloat16 .* slower than float32; training in float32"):
         assert run({"training": {"enabled": False}, "pretraining": {"num_iterations": 1}}, "-a") == 0
+    assert conv_dtypes == {torch.float32}

@@ -45,16 +45,19 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _warn_about_autocast(device: torch.device, amp_dtype: str | None) -> None:
-    """What `--autocast` will not do on this device, said before the run starts."""
+def _autocast_on(device: torch.device, amp_dtype: str | None) -> bool:
+    """Whether `--autocast` can speed this run up; a warning, and float32, where it cannot."""
     from torch_sr.device import autocast_dtype, cpu_has_native_bf16
 
     if autocast_dtype(device, amp_dtype) is None:
         warnings.warn(f"--autocast --amp-dtype {amp_dtype} needs CUDA; training in float32 on the {device.type} "
                       f"(the CPU autocasts to bf16: --amp-dtype bf16)", stacklevel=1)  # fmt: skip
-    elif device.type == "cpu" and cpu_has_native_bf16() is False:
-        warnings.warn("--autocast: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), so bf16 autocast "
-                      "is likely slower than float32; leave out -a", stacklevel=1)  # fmt: skip
+        return False
+    if device.type == "cpu" and cpu_has_native_bf16() is False:
+        warnings.warn("--autocast: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), where bf16 is slower "
+                      "than float32; training in float32", stacklevel=1)  # fmt: skip
+        return False
+    return True
 
 
 def check_output_folder(folder: Path, option: str) -> None:
@@ -183,15 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no checkpoint in {args.output_dir}: starting a new run", file=sys.stderr)
     check_output_folder(Path(cfg.logging.dir), "logging/dir")
     device = resolve_device(args.device)
-    if args.autocast:
-        _warn_about_autocast(device, args.amp_dtype)
     options = TrainOptions(
         output_dir=args.output_dir,
         checkpoint_interval=args.checkpoint_interval,
         best_checkpoint_warmup=args.best_checkpoint_warmup,
         store_model_interval=args.store_model_interval,
         device=device,
-        autocast=args.autocast,
+        autocast=args.autocast and _autocast_on(device, args.amp_dtype),
         amp_dtype=args.amp_dtype,
         data_parallel=not args.no_data_parallel,
         deterministic=args.deterministic,

@@ -36,10 +36,10 @@ class Upscaler:
     `tile="auto"` tiles only when the image would not fit in the free memory of the device, with
     a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
     `progress=True` shows a bar of the tiles of each image (with the time left) on a terminal.
-    `precision` "fp16"/"bf16" runs under autocast on CUDA, and "bf16" on a CPU that multiplies
-    bfloat16 natively (`cpu_has_native_bf16`: about twice as fast as float32 there, docs/benchmarks.md).
-    Otherwise on the CPU it is ignored with a warning (emulated, it is slower than float32) unless
-    `force_autocast=True` (meant for tests and experiments).
+    `precision` "fp16"/"bf16" runs under autocast on CUDA, and "bf16" on the CPU too unless that
+    CPU is known to emulate bfloat16 (`cpu_has_native_bf16() is False`: slower than float32 there;
+    natively it is about twice as fast, docs/benchmarks.md). fp16 on the CPU, and bf16 on an emulating
+    one, are ignored with a warning unless `force_autocast=True` (meant for tests and experiments).
     A half-precision batch that comes out non-finite is recomputed in float32. An indexed CUDA
     device (`cuda:1`) becomes the current device (`torch_sr.device.make_current`).
     A model with a faster inference path (`RRDBNet.optimize_for_inference`) gets it switched on
@@ -83,7 +83,7 @@ class Upscaler:
                 warnings.warn("fp16 needs a GPU; running in float32 on the CPU (bf16 runs on CPUs with "
                               "avx512_bf16 or amx_bf16)", stacklevel=2)  # fmt: skip
                 self.autocast_dtype = None
-            elif not cpu_has_native_bf16():
+            elif cpu_has_native_bf16() is False:
                 warnings.warn("bf16 needs a GPU or a CPU with avx512_bf16 or amx_bf16 (emulated, it is slower than "
                               "float32); running in float32 on the CPU", stacklevel=2)  # fmt: skip
                 self.autocast_dtype = None
