@@ -507,7 +507,7 @@ class Training:
         log = (self.work / "runs" / "resume" / "train.log").read_text()
         if self.device.startswith("cuda"):
             assert "starts afresh" in log, "no fresh-scaler note in the log"
-        return "resumed with a fresh fp16 gradient scaler" if "starts afresh" in log else "resumed (CPU: no autocast)"
+        return "resumed with a fresh fp16 gradient scaler" if "starts afresh" in log else "resumed (CPU: bf16, no scaler)"
 
     def deterministic(self) -> str:
         """Two runs in fresh processes (cuBLAS reads its workspace setting when it starts)."""
