@@ -35,9 +35,10 @@ from torch_sr.model_files.model_file import load_model  # noqa: E402
 SHARED = ROOT.parent / "shared" / "data" / "benchmark"
 
 
-def compare(model_path: str, images: list[Path], scale: int) -> dict:
+def compare(model_path: str, images: list[Path]) -> dict:
     """Seconds, mean PSNR-Y per precision and the largest output difference over `images`."""
     model = load_model(model_path)
+    scale = model.info.scale
     upscalers = {p: Upscaler(model, "cpu", p, tile=None, force_autocast=True) for p in ("fp32", "bf16")}
     seconds = {p: 0.0 for p in upscalers}
     psnr = {p: [] for p in upscalers}
@@ -72,7 +73,7 @@ def main() -> None:
     print("| model | float32 CPU s | bf16 CPU s | speed-up | PSNR-Y float32 | PSNR-Y bf16 | max diff (8-bit) |")
     print("|---|---|---|---|---|---|---|")
     for path in models:
-        r = compare(path, images, load_model(path).info.scale)
+        r = compare(path, images)
         s, q = r["seconds"], r["psnr"]
         print(f"| {Path(path).name} | {s['fp32']:.1f} | {s['bf16']:.1f} | {s['fp32'] / s['bf16']:.2f}x "
               f"| {q['fp32']:.3f} | {q['bf16']:.3f} | {r['max_diff']} |", flush=True)

@@ -119,22 +119,17 @@ def time_degradation(cfg, batches: int) -> dict[str, float]:
     return rates
 
 
-def compare_memory_formats(cfg, iterations: int, repeats: int) -> None:
-    """NCHW against channels_last, in process CPU time (other jobs on a shared machine disturb it less)."""
+MEMORY_FORMATS = {"NCHW": {"memory_format": torch.contiguous_format},
+                  "channels_last": {"memory_format": torch.channels_last}}
+PRECISIONS = {"float32": {"autocast": False}, "bf16 autocast": {"autocast": True}}  # `train.py -a` on the CPU
+
+
+def compare(cfg, iterations: int, repeats: int, variants: dict[str, dict]) -> None:
+    """`time_stages` of each variant (its keyword arguments), interleaved, in process CPU time (other
+    jobs on a shared machine disturb it less)."""
     for _ in range(repeats):
-        for name, fmt in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
-            rows = time_stages(cfg, iterations, fmt, time.process_time)
-            print(f"{name:>13}: " + ", ".join(f"{r['stage']} {r['s_per_step']:.3f} s/iteration" for r in rows), flush=True)
-
-
-def compare_precisions(cfg, iterations: int, repeats: int) -> None:
-    """float32 against bf16 autocast (`train.py -a` on the CPU), interleaved, in process CPU time."""
-    from torch_sr.device import cpu_has_native_bf16
-
-    print(f"native bfloat16 (avx512_bf16 / amx_bf16): {cpu_has_native_bf16()}")
-    for _ in range(repeats):
-        for name, autocast in (("float32", False), ("bf16 autocast", True)):
-            rows = time_stages(cfg, iterations, clock=time.process_time, autocast=autocast)
+        for name, kwargs in variants.items():
+            rows = time_stages(cfg, iterations, clock=time.process_time, **kwargs)
             print(f"{name:>13}: " + ", ".join(f"{r['stage']} {r['s_per_step']:.3f} s/iteration" for r in rows), flush=True)
 
 
@@ -154,10 +149,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = bench_config(json.loads(Path(args.config).read_text()), args.config)
     if args.memory_formats:
-        compare_memory_formats(cfg, args.iterations, args.memory_formats)
+        compare(cfg, args.iterations, args.memory_formats, MEMORY_FORMATS)
         return
     if args.precisions:
-        compare_precisions(cfg, args.iterations, args.precisions)
+        from torch_sr.device import cpu_has_native_bf16
+
+        print(f"native bfloat16 (avx512_bf16 / amx_bf16): {cpu_has_native_bf16()}")
+        compare(cfg, args.iterations, args.precisions, PRECISIONS)
         return
 
     print(f"config: {args.config}; torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} CPUs, "

@@ -142,10 +142,9 @@ MUTANTS = [
     Mutant("torch_sr/files.py", "if total > size + INFLATION_SLACK:", "if total > 2 * size + INFLATION_SLACK:",
            "tests/test_model_file_errors.py::test_legacy_storage_bound_is_the_file_size_plus_the_slack", True),
     # bf16 autocast on the CPU
-    Mutant("torch_sr/device.py", 'if device.type == "cpu" and amp_dtype in (None, "bf16"):',
-           'if device.type == "cpu" and amp_dtype == "bf16":',
+    Mutant("torch_sr/device.py", 'amp_dtype in (None, "bf16") and', 'amp_dtype == "bf16" and',
            TRAINER + "test_autocast_on_the_cpu_trains_in_bfloat16", True),
-    Mutant("torch_sr/inference/upscaler.py", "elif cpu_has_native_bf16() is False:", "elif not cpu_has_native_bf16():",
+    Mutant("torch_sr/device.py", "and cpu_has_native_bf16() is not False:", "and cpu_has_native_bf16():",
            "tests/test_upscaler.py::test_bf16_on_cpu_runs_unless_the_cpu_emulates_bfloat16", True),
 ]
 

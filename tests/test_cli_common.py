@@ -37,13 +37,21 @@ def test_resolve_device():
             resolve_device("cuda")
 
 
-def test_autocast_dtype_per_device():
+@pytest.mark.parametrize("native", [True, None])
+def test_autocast_dtype_per_device(monkeypatch, native):
+    monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: native)
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     assert autocast_dtype(cpu, None) == autocast_dtype(cpu, "bf16") == torch.bfloat16
     assert autocast_dtype(cpu, "fp16") is None  # refused: float32
     assert autocast_dtype(cuda, None) == autocast_dtype(cuda, "fp16") == torch.float16
     assert autocast_dtype(cuda, "bf16") == torch.bfloat16
     assert autocast_dtype(mps, None) is None
+
+
+def test_autocast_dtype_is_float32_on_a_cpu_that_emulates_bfloat16(monkeypatch):
+    monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: False)
+    assert autocast_dtype(torch.device("cpu"), None) is autocast_dtype(torch.device("cpu"), "bf16") is None
+    assert autocast_dtype(torch.device("cuda"), "bf16") == torch.bfloat16  # the GPU does not ask the CPU
 
 
 @pytest.mark.parametrize(

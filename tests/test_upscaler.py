@@ -118,7 +118,7 @@ def test_half_precision_on_cpu_warns_and_keeps_float32():
 
 @pytest.mark.parametrize("native", [True, None, False])  # None: unknown (no /proc/cpuinfo)
 def test_bf16_on_cpu_runs_unless_the_cpu_emulates_bfloat16(monkeypatch, native):
-    monkeypatch.setattr("torch_sr.inference.upscaler.cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: native)
     model = ConvShuffle()
     x = smooth_image(h=24, w=24)
     with warnings.catch_warnings(record=True) as caught:

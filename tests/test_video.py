@@ -345,7 +345,7 @@ def test_tiling_precision_and_tta_options_apply_to_videos(tmp_path, model_path, 
         return real(self, img)
 
     monkeypatch.setattr(Upscaler, "upscale_array", recording)
-    monkeypatch.setattr("torch_sr.inference.upscaler.cpu_has_native_bf16", lambda: True)  # bf16 runs on any CPU here
+    monkeypatch.setattr("torch_sr.device.cpu_has_native_bf16", lambda: True)  # bf16 runs on any CPU here
     assert run(["-m", model_path, "--tile", "16", "--tile-overlap", "4", "--tta", "--bf16", clip]) == EXIT_OK
     # Every frame through the command's upscaler; no tile bar per frame under the frame bar.
     assert seen == [(16, 4, True, torch.bfloat16, False)] * FRAMES

@@ -72,13 +72,14 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
 
 
 def autocast_dtype(device: torch.device, amp_dtype: str | None) -> torch.dtype | None:
-    """The dtype `train.py --autocast` computes in: fp16 (default) or bf16 on CUDA, bf16 on the CPU.
+    """The dtype autocast computes in (training's `--autocast`, inference's `--fp16`/`--bf16`); None: float32.
 
-    `amp_dtype` None picks the device's default. fp16 on the CPU is refused (None, float32): it is
-    slow there and would need a gradient scaler; so is any other device type.
+    CUDA: fp16 (`amp_dtype` None) or bf16. The CPU: bf16 (None or "bf16"), unless the CPU is known to
+    emulate it (`cpu_has_native_bf16() is False`), where it is slower than float32; fp16 is refused
+    there (slow, and it would need a gradient scaler), and so is any other device type.
     """
     if device.type == "cuda":
         return torch.bfloat16 if amp_dtype == "bf16" else torch.float16
-    if device.type == "cpu" and amp_dtype in (None, "bf16"):
+    if device.type == "cpu" and amp_dtype in (None, "bf16") and cpu_has_native_bf16() is not False:
         return torch.bfloat16
     return None

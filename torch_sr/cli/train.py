@@ -45,19 +45,19 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def _autocast_on(device: torch.device, amp_dtype: str | None) -> bool:
-    """Whether `--autocast` can speed this run up; a warning, and float32, where it cannot."""
-    from torch_sr.device import autocast_dtype, cpu_has_native_bf16
+def _warn_if_autocast_is_off(device: torch.device, amp_dtype: str | None) -> None:
+    """Say before the run starts why `--autocast` trains in float32 here (`torch_sr.device.autocast_dtype`)."""
+    from torch_sr.device import autocast_dtype
 
-    if autocast_dtype(device, amp_dtype) is None:
-        warnings.warn(f"--autocast --amp-dtype {amp_dtype} needs CUDA; training in float32 on the {device.type} "
-                      f"(the CPU autocasts to bf16: --amp-dtype bf16)", stacklevel=1)  # fmt: skip
-        return False
-    if device.type == "cpu" and cpu_has_native_bf16() is False:
+    if autocast_dtype(device, amp_dtype) is not None:
+        return
+    if device.type == "cpu" and amp_dtype != "fp16":
         warnings.warn("--autocast: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), where bf16 is slower "
                       "than float32; training in float32", stacklevel=1)  # fmt: skip
-        return False
-    return True
+    else:
+        flag = f"--autocast --amp-dtype {amp_dtype}" if amp_dtype else "--autocast"
+        warnings.warn(f"{flag} needs CUDA; training in float32 on the {device.type} "
+                      f"(the CPU autocasts to bf16: --amp-dtype bf16)", stacklevel=1)  # fmt: skip
 
 
 def check_output_folder(folder: Path, option: str) -> None:
@@ -186,13 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no checkpoint in {args.output_dir}: starting a new run", file=sys.stderr)
     check_output_folder(Path(cfg.logging.dir), "logging/dir")
     device = resolve_device(args.device)
+    if args.autocast:
+        _warn_if_autocast_is_off(device, args.amp_dtype)
     options = TrainOptions(
         output_dir=args.output_dir,
         checkpoint_interval=args.checkpoint_interval,
         best_checkpoint_warmup=args.best_checkpoint_warmup,
         store_model_interval=args.store_model_interval,
         device=device,
-        autocast=args.autocast and _autocast_on(device, args.amp_dtype),
+        autocast=args.autocast,
         amp_dtype=args.amp_dtype,
         data_parallel=not args.no_data_parallel,
         deterministic=args.deterministic,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torch_sr.archs.description import generator_info
-from torch_sr.device import cpu_has_native_bf16, make_current, resolve_device
+from torch_sr.device import autocast_dtype, make_current, resolve_device
 from torch_sr.errors import TorchSRError
 from torch_sr.inference import tiling
 from torch_sr.inference.channels import confine_alpha, fill_transparent
@@ -37,9 +37,9 @@ class Upscaler:
     a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
     `progress=True` shows a bar of the tiles of each image (with the time left) on a terminal.
     `precision` "fp16"/"bf16" runs under autocast on CUDA, and "bf16" on the CPU too unless that
-    CPU is known to emulate bfloat16 (`cpu_has_native_bf16() is False`: slower than float32 there;
-    natively it is about twice as fast, docs/benchmarks.md). fp16 on the CPU, and bf16 on an emulating
-    one, are ignored with a warning unless `force_autocast=True` (meant for tests and experiments).
+    CPU is known to emulate bfloat16 (slower than float32 there; natively about twice as fast,
+    docs/benchmarks.md): `torch_sr.device.autocast_dtype` decides. fp16 on the CPU, and bf16 on an
+    emulating one, are ignored with a warning unless `force_autocast=True` (for tests and experiments).
     A half-precision batch that comes out non-finite is recomputed in float32. An indexed CUDA
     device (`cuda:1`) becomes the current device (`torch_sr.device.make_current`).
     A model with a faster inference path (`RRDBNet.optimize_for_inference`) gets it switched on
@@ -79,14 +79,13 @@ class Upscaler:
         self.tile, self.tile_overlap, self.tta, self.progress = tile, tile_overlap, tta, progress
         self.autocast_dtype = PRECISIONS[precision]
         if self.autocast_dtype is not None and self.device.type == "cpu" and not force_autocast:
-            if precision == "fp16":
+            self.autocast_dtype = autocast_dtype(self.device, precision)
+            if self.autocast_dtype is None and precision == "fp16":
                 warnings.warn("fp16 needs a GPU; running in float32 on the CPU (bf16 runs on CPUs with "
                               "avx512_bf16 or amx_bf16)", stacklevel=2)  # fmt: skip
-                self.autocast_dtype = None
-            elif cpu_has_native_bf16() is False:
+            elif self.autocast_dtype is None:
                 warnings.warn("bf16 needs a GPU or a CPU with avx512_bf16 or amx_bf16 (emulated, it is slower than "
                               "float32); running in float32 on the CPU", stacklevel=2)  # fmt: skip
-                self.autocast_dtype = None
         if self.autocast_dtype == torch.float16 and not info.supports_half:
             warnings.warn(f"{type(model).__name__} does not support float16; running in float32", stacklevel=2)
             self.autocast_dtype = None
