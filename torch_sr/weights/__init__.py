@@ -18,14 +18,16 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 MODELS: dict[str, str] = {
     "photo_x4": "photo_x4.pth",  # default_x4 fine-tuned on JPEG / noise / Real-ESRGAN degradations: for real photos
     "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x40, L1 then L1 + luma (PSNR): for clean inputs
-    "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 then L1 + luma (PSNR)
+    "photo_x2": "photo_x2.pth",  # default_x2 fine-tuned the same way: real photos at x2
+    "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 then L1 + luma (PSNR): for clean inputs
     "gan_x4": "gan_x4.pth",  # default_x4's sibling fine-tuned with RaGAN (64x40): sharper, blends with it
 }
-# scale -> name of the default model for it. x4: photo_x4, because a user's photo is JPEG-compressed and
-# noisy, where default_x4 scores below bicubic (see torch_sr/weights/photo_x4.md); clean inputs: -m default_x4.
+# scale -> name of the default model for it: the photo models, because a user's photo is JPEG-compressed
+# and noisy, where the clean-trained default_x4 and default_x2 score below bicubic (see
+# torch_sr/weights/photo_x4.md and photo_x2.md); clean inputs: -m default_x4 / -m default_x2.
 DEFAULTS: dict[int, str] = {
     4: "photo_x4",
-    2: "default_x2",
+    2: "photo_x2",
 }
 
 
