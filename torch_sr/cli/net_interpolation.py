@@ -22,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--psnr-model-path", required=True, type=resolve_model,
-        help="model A (alpha = 0): the PSNR-oriented one (a file, or a shipped model's name: default_x4)",
+        help="model A (alpha = 0): the PSNR-oriented one (a file, or a shipped model's name: default_x4, photo_x4)",
     )
     p.add_argument(
         "--esrgan-model-path", required=True, type=resolve_model,
-        help="model B (alpha = 1), e.g. the GAN one (a file, or a shipped model's name: gan_x4)",
+        help="model B (alpha = 1), e.g. the GAN one (a file, or a shipped model's name: gan_x4, photo_gan_x4)",
     )
     p.add_argument("--alpha", required=True, type=float, help="weight of model B, in [0, 1] (ESRGAN published 0.8)")
     p.add_argument("out", type=Path, help="output model: .pth, or .safetensors by suffix")

@@ -17,6 +17,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent
 # name -> file in this folder
 MODELS: dict[str, str] = {
     "photo_x4": "photo_x4.pth",  # default_x4 fine-tuned on JPEG / noise / Real-ESRGAN degradations: for real photos
+    "photo_gan_x4": "photo_gan_x4.pth",  # photo_x4's sibling fine-tuned with RaGAN on the same inputs: crisp, blends with it
     "default_x4": "default_x4.pth",  # SRVGGNetCompact 64x40, L1 then L1 + luma (PSNR): for clean inputs
     "photo_x2": "photo_x2.pth",  # default_x2 fine-tuned the same way: real photos at x2
     "default_x2": "default_x2.pth",  # SRVGGNetCompact 64x16, L1 then L1 + luma (PSNR): for clean inputs
