@@ -5,7 +5,7 @@
 
 For each model and image folder (HR images; LR made by MATLAB-bicubic downscaling, then degraded
 as `test.py --degrade SPEC` does it, with the same per-image seeds), on the Y channel of the output:
-- PSNR (dB, `scale` pixels shaved; float outputs rounded to 8 bits, close to `test.py`'s);
+- PSNR (dB, `scale` pixels shaved, on 8-bit outputs: `test.py`'s);
 - sharpness: the standard deviation of the high-pass residual (Y minus its 3x3 box blur) relative
   to the HR image's. A PSNR model scores well below 1 (blur); texture brings it toward 1;
 - grid: the high-pass residual averaged per sub-pixel phase (row and column modulo the scale),
@@ -32,6 +32,7 @@ from torch_sr.model_files.model_file import load_model  # noqa: E402
 from torch_sr.data.degradation_specs import EvalDegradation, parse_degradation  # noqa: E402
 from torch_sr.data.imresize import imresize  # noqa: E402
 from torch_sr.inference.image_io import read_image  # noqa: E402
+from torch_sr.metrics.psnr import calculate_psnr  # noqa: E402
 from torch_sr.color import rgb_to_y  # noqa: E402
 from torch_sr.weights import resolve_model  # noqa: E402
 
@@ -71,7 +72,8 @@ def measure(model: torch.nn.Module, folder: Path, degradation: EvalDegradation |
         hr = read_image(path).array
         if hr.dtype != np.uint8:
             raise SystemExit(f"{path}: {hr.dtype} pixels; this measure takes 8-bit images")
-        if hr.ndim == 2 or hr.shape[2] == 1:
+        gray = hr.ndim == 2 or hr.shape[2] == 1
+        if gray:
             hr = np.repeat(hr.reshape(hr.shape[0], hr.shape[1], 1), 3, axis=2)
         hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale, :3]
         lr = degradation.apply(hr, scale, path.stem) if degradation else imresize(hr, scale=1 / scale)
@@ -79,8 +81,7 @@ def measure(model: torch.nn.Module, folder: Path, degradation: EvalDegradation |
             x = torch.from_numpy(lr.copy()).permute(2, 0, 1)[None].float() / 255
             sr = (model(x)[0].clamp(0, 1) * 255).round().permute(1, 2, 0).numpy().astype(np.uint8)
         y_sr, y_hr = (torch.from_numpy(rgb_to_y(img)).float() for img in (sr, hr))  # on [16, 235]
-        mse = ((y_sr - y_hr)[scale:-scale, scale:-scale] ** 2).mean().item()
-        psnr.append(10 * np.log10(255**2 / mse))
+        psnr.append(calculate_psnr(sr, hr[:, :, :1] if gray else hr, scale))  # test.py's PSNR, grey files included
         margin = 2 * scale
         sharp.append(float(high_pass(y_sr, margin).std() / high_pass(y_hr, margin).std()))
         grid.append(grid_score(y_sr, scale, margin))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from torch_sr import weights
@@ -49,6 +50,7 @@ def test_measure_degrades_the_lr_as_test_py_does(tmp_path):
     for i in range(2):
         rgb = np.stack([_smooth_image(rng, 64) for _ in range(3)], axis=2)
         write_image(tmp_path / f"im{i}.png", np.clip(rgb * 255, 0, 255).round().astype(np.uint8))
+    write_image(tmp_path / "grey.png", np.clip(_smooth_image(rng, 64) * 255, 0, 255).round().astype(np.uint8))
     model = load_model(weights.model_path("default_x2")).eval()
     texture, jpeg = gan_texture(), parse_degradation("jpeg:20")
 
@@ -59,4 +61,5 @@ def test_measure_degrades_the_lr_as_test_py_does(tmp_path):
     out = tmp_path.parent / "scores.json"
     assert test_cli.main(["default_x2", "-d", str(tmp_path), "--degrade", "jpeg:20", "--json", str(out)]) == 0
     (scored,) = json.loads(out.read_text())["results"]
-    assert abs(scored["mean"]["psnr"] - degraded["psnr"]) < 0.05  # the same LR, per-image seeds included
+    # the same LR (per-image seeds included) and test.py's PSNR (a grey file scored on its grey values)
+    assert scored["mean"]["psnr"] == pytest.approx(degraded["psnr"], abs=1e-6)
