@@ -64,7 +64,7 @@ def blocks_score(y: torch.Tensor, period: int) -> float:
 
 
 def measure(model: torch.nn.Module, folder: Path, degradation: EvalDegradation | None = None) -> dict[str, float]:
-    """Mean PSNR, sharpness and grid score of `model` over the images of `folder` (LR degraded as
+    """Mean PSNR, sharpness, grid and blocks scores of `model` over the images of `folder` (LR degraded as
     `test.py --degrade` does when `degradation` is given)."""
     scale = model.info.scale
     psnr, sharp, grid, grid_hr, blocks, blocks_hr = [], [], [], [], [], []

@@ -1,28 +1,18 @@
 """benchmarks/gan_texture.py: the measures the GAN models' cards report (sharpness, grid, JPEG blocks)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from gan_texture_module import gan_texture
 from torch_sr import weights
 from torch_sr.cli import test as test_cli
 from torch_sr.data.degradation_specs import parse_degradation
 from torch_sr.inference.image_io import write_image
 from torch_sr.model_files.model_file import load_model
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def gan_texture():
-    spec = importlib.util.spec_from_file_location("gan_texture", REPO / "benchmarks" / "gan_texture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _smooth_image(rng: np.random.Generator, size: int) -> np.ndarray:

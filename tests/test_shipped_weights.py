@@ -1,13 +1,13 @@
 """The models shipped in `torch_sr/weights`: present, documented, small, and as good as their cards say."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gan_texture_module import gan_texture
 from torch_sr import weights
 from torch_sr.model_files.model_file import load_model, read_model_file
 from torch_sr.config import config_to_dict, load_config
@@ -183,17 +183,9 @@ def test_commands_take_a_shipped_models_name_for_a_model_file(tmp_path, monkeypa
     assert weights.resolve_model("nothing_here.pth") == Path("nothing_here.pth")
 
 
-def _gan_texture():
-    """benchmarks/gan_texture.py, the measure the GAN model's card reports."""
-    spec = importlib.util.spec_from_file_location("gan_texture", REPO / "benchmarks" / "gan_texture.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_gan_x4_is_sharper_than_default_x4_without_a_grid_and_blends_with_it(tmp_path, shared_data):
-    texture, set5 = _gan_texture(), shared_data / "benchmark" / "Set5"
+    texture, set5 = gan_texture(), shared_data / "benchmark" / "Set5"
     default, gan = (texture.measure(load_model(weights.model_path(n)), set5) for n in ("default_x4", "gan_x4"))
     assert gan["sharpness"] > default["sharpness"] + 0.1  # texture: closer to the HR's high frequencies
     assert gan["grid"] < 0.1  # no pixel-shuffle checkerboard: HR scores 0.02, a visible one 0.3-0.4
@@ -209,7 +201,7 @@ def test_gan_x4_is_sharper_than_default_x4_without_a_grid_and_blends_with_it(tmp
 def test_photo_gan_x4_adds_texture_to_compressed_photos_without_sharpening_their_blocks(tmp_path, shared_data):
     """photo_gan_x4's card on Set5 with JPEG q40 LR: sharper than photo_x4, far fewer block steps than
     default_x4 (which sharpens them), no checkerboard, and a blend with photo_x4 lies between the two."""
-    texture, set5, jpeg = _gan_texture(), shared_data / "benchmark" / "Set5", parse_degradation("jpeg:40")
+    texture, set5, jpeg = gan_texture(), shared_data / "benchmark" / "Set5", parse_degradation("jpeg:40")
     photo, gan, default = (
         texture.measure(load_model(weights.model_path(n)), set5, jpeg) for n in ("photo_x4", "photo_gan_x4", "default_x4")
     )
