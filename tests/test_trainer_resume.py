@@ -1,9 +1,12 @@
 """Exact resume: N iterations straight equal N/2, a stop, and N/2 more, bit for bit (CPU, deterministic)."""
+import signal
+
 import pytest
 import torch
 from trainer_fixtures import assert_same_state, make_images, tiny_config, write_config
 
 from torch_sr.cli.train import main
+from torch_sr.training.session import Session
 
 # Settings a resumed run must reproduce: EMA in both stages, LR-only degradations (albumentations)
 # in stage 1, gradient clipping and a warm-up/cosine schedule in stage 2, and realistic degradations
@@ -68,6 +71,30 @@ def test_interrupted_run_resumes_bit_identically(straight, tmp_path, stop_after,
         b = torch.load(next((root / "straight").glob(f"*_{stage}_x4_final_model.pth")), weights_only=True)
         assert_same_state(a["state_dict_ema"], b["state_dict_ema"])
         assert_same_state(a["state_dict"], b["state_dict"])
+
+
+def test_a_signal_mid_iteration_checkpoints_a_state_that_resumes_bit_identically(straight, tmp_path, monkeypatch):
+    """SIGTERM arriving while the GAN stage's forward passes run (after they moved the discriminator's
+    batch-norm statistics): the checkpoint must still continue exactly as the straight run."""
+    root, cfg, expected = straight
+    out = tmp_path / "out"
+    path = write_config(tmp_path / "c.json", cfg)
+    flags = ["--output-dir", str(out), "--device", "cpu", "-i", "100"]
+    agree, calls = Session.agree, []
+
+    def signalled_in_stage_2(self, losses, state):
+        calls.append(state.stage.name)
+        if calls.count("ESRGAN") == 2:
+            self.stop.signum = signal.SIGTERM
+        return agree(self, losses, state)
+
+    monkeypatch.setattr(Session, "agree", signalled_in_stage_2)
+    assert main([str(path), *flags]) == 128 + signal.SIGTERM
+    monkeypatch.setattr(Session, "agree", agree)
+    assert main(["--resume", *flags]) == 0
+    resumed = checkpoints(out)
+    for stage in ("PSNR", "ESRGAN"):
+        assert_same_state(comparable(resumed[stage]), comparable(expected[stage]), stage)
 
 
 def test_resuming_a_finished_run_trains_nothing(straight, capsys):

@@ -146,7 +146,7 @@ def _next_batch(batches: Iterator[dict[str, torch.Tensor]], session: Session, st
 
 
 def _at_intervals(session: Session, state: TrainState, objective: Objective, val_sets: dict[str, Any]) -> None:
-    """What is due after the iteration just completed: validation, model files, checkpoint, --stop-after."""
+    """What is due after the iteration just completed: validation, model files, checkpoint, a stop."""
     options, it = session.options, state.iteration
     last = it == state.total_iterations
     if it % state.stage.section.val_interval == 0 or last:
@@ -157,5 +157,7 @@ def _at_intervals(session: Session, state: TrainState, objective: Objective, val
         session.save_model(state, "final")
     if it % options.checkpoint_interval == 0 or last:
         session.save_checkpoint(state)
+    if session.stopping:
+        session.stop_here(state, f"received {session.stop.name}")
     if options.stop_after is not None and session.iterations_run >= options.stop_after:
         session.stop_here(state, f"--stop-after {options.stop_after}", exit_code=0)

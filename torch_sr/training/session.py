@@ -90,6 +90,7 @@ class Session:
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.preserve_format
         self.last_checkpoint: Path | None = None
         self.iterations_run = 0
+        self.stopping = False  # every process agreed to stop after the current iteration
         self._saved: tuple[str, int] | None = None
         self.run_dir = Path(cfg.logging.dir) / run_name if ctx.is_main else None
         self._purge_step = purge_step
@@ -115,8 +116,10 @@ class Session:
     def agree(self, losses: dict[str, torch.Tensor], state: TrainState) -> dict[str, float]:
         """The mini-batch's losses averaged over the processes, as floats: the iteration's one sync.
 
-        A stop request on any process stops all of them here, before a weight changes; so does a
-        non-finite loss, with an error naming it.
+        A non-finite loss on any process stops all of them here, before a weight changes, with an
+        error naming it. A stop request on any process makes all of them finish this iteration and
+        stop after it (`stopping`): its forward passes have already moved batch-norm statistics,
+        spectral-norm vectors and the RNG, so only the completed iteration checkpoints exactly.
         """
         values = torch.stack([v.detach().float() for v in losses.values()])
         flag = torch.tensor([float(self.stop.requested)], device=values.device)
@@ -133,7 +136,7 @@ class Session:
         if synced[-1] > 0:
             if not self.stop.requested:  # another process was signalled
                 self.stop.signum = signal.SIGTERM
-            self.stop_here(state, f"received {self.stop.name}")
+            self.stopping = True
         return out
 
     def _good_checkpoint(self, state: TrainState) -> str:

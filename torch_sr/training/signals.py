@@ -1,8 +1,8 @@
-"""Ctrl-C and SIGTERM ask training to stop at the next iteration, after writing a checkpoint.
+"""Ctrl-C and SIGTERM ask training to stop after the current iteration, writing a checkpoint.
 
-The handler only records the request; the loop acts on it where the state is consistent (before
-a mini-batch changes any weight), so the checkpoint it writes resumes exactly. A second Ctrl-C
-gives up waiting and raises `KeyboardInterrupt` at once.
+The handler only records the request; the loop finishes the iteration under way (its forward
+passes have already moved batch-norm statistics and the RNG) and checkpoints the completed state,
+so the run resumes exactly. A second Ctrl-C gives up waiting and raises `KeyboardInterrupt` at once.
 """
 from __future__ import annotations
 
