@@ -1,4 +1,4 @@
-"""Installs the `torch_sr` package, its shipped weights and the five command-line tools."""
+"""Installs the `torch_sr` package, its shipped weights and the seven command-line tools."""
 import re
 from pathlib import Path
 

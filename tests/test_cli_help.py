@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("train", "test", "inference", "net_interpolation", "export")
+COMMANDS = ("train", "test", "inference", "net_interpolation", "export", "reproduce", "deepen")
+ROOT_SCRIPTS = ("train", "test", "inference", "net_interpolation", "export")  # the others are console commands only
 
 CHECK = """
 import contextlib, io, runpy, sys, time
@@ -25,8 +26,9 @@ print(f"answered in {{time.perf_counter() - start:.3f}} s")
 """
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("entry", ["console command", "root script"])
+@pytest.mark.parametrize(
+    "command, entry", [(c, "console command") for c in COMMANDS] + [(c, "root script") for c in ROOT_SCRIPTS]
+)
 def test_help_imports_no_torch_and_lists_the_exit_statuses(command, entry):
     script = ROOT / f"{command}.py"
     if entry == "console command":  # what `torch-sr-<command>` (setup.py) calls
@@ -40,3 +42,11 @@ def test_help_imports_no_torch_and_lists_the_exit_statuses(command, entry):
     listed = result.stdout.split("exit status:")[1].splitlines()
     statuses = [line.split()[0] for line in listed if line.strip()[:1].isdigit()]
     assert {"0", "2", "130"} <= set(statuses), statuses
+
+
+def test_every_installed_command_is_checked():
+    """setup.py's console commands are exactly the ones tested above."""
+    import re
+
+    installed = re.findall(r'"torch-sr-[\w-]+=torch_sr\.cli\.(\w+):main"', (ROOT / "setup.py").read_text())
+    assert sorted(installed) == sorted(COMMANDS)

@@ -81,3 +81,16 @@ def test_bad_recipes_are_named(tmp_path, monkeypatch, capsys):
     assert main(["r.json"]) == 2
     err = capsys.readouterr().err
     assert "step 2" in err and all(tool in err for tool in TOOLS)
+
+
+@pytest.mark.parametrize("status", [130, 143])
+def test_a_step_stopped_by_a_signal_ends_the_recipe_with_its_status(tmp_path, monkeypatch, capsys, status):
+    """Ctrl-C or SIGTERM in a training step (which checkpoints first) is not an error: run it again to continue."""
+    import torch_sr.cli.reproduce as reproduce
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train", "a.json"], ["test", "x.pth"]]}))
+    ran = []
+    monkeypatch.setattr(reproduce, "_tool", lambda tool: lambda argv: ran.append(tool) or status)
+    assert main(["r.json"]) == status
+    assert ran == ["train"] and "run this again to continue" in capsys.readouterr().out

@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_OK, reports_errors
+from torch_sr.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
 
 RECIPES = Path("configs/recipes")
@@ -29,6 +29,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "interpolate": ("python net_interpolation.py", "torch_sr.cli.net_interpolation"),
     "test": ("python test.py", "torch_sr.cli.test"),
 }
+STOPPED = (EXIT_INTERRUPTED, 143)  # a training step stopped by Ctrl-C or SIGTERM after a checkpoint
 WRITES = ("deepen", "export")  # steps whose second argument is the file they write (interpolate: its last)
 
 
@@ -37,7 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="torch-sr-reproduce",
         description="Reproduce a shipped model from scratch: run its recipe's training stages, deepening and export "
         "steps in order (from the repository root). Running it again continues where it stopped.",
-        epilog="exit status: 0 done, 2 error (a message says which step and why)",
+        formatter_class=HelpFormatter,
+        epilog=exit_status_epilog(
+            {
+                EXIT_OK: "every step done",
+                EXIT_ERROR: "an error: one line on stderr says which step and why",
+                EXIT_INTERRUPTED: "interrupted (Ctrl-C; a training step first writes a checkpoint): run it again to continue",
+                143: "a training step stopped by SIGTERM, with a checkpoint: run it again to continue",
+            }
+        ),
     )
     p.add_argument("recipe", metavar="MODEL", help="a shipped model's name (its configs/recipes/MODEL/recipe.json) or a recipe file")
     p.add_argument("--dry-run", action="store_true", help="print the steps as shell commands, run nothing")
@@ -105,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             rest.append("--resume")  # a new run when the output dir has no checkpoint
         status = _tool(tool)(rest)
+        if status in STOPPED:
+            print(f"step {k} stopped by a signal; run this again to continue where it stopped", flush=True)
+            return status
         if status != EXIT_OK:
             raise TorchSRError(f"step {k} ({shell_line(step)}) exited with status {status}; fix it and run this again")
     return EXIT_OK
