@@ -136,6 +136,21 @@ def test_train_refuses_a_bomb_in_its_data_with_one_line(tmp_path, capsys, monkey
     assert "zz_bomb.png: 13000x13000 is 169,000,000 pixels" in err and "Traceback" not in err
 
 
+def test_train_max_pixels_sets_the_limit_for_its_data(tmp_path, capsys, monkeypatch):
+    from trainer_fixtures import make_images, tiny_config, write_config
+
+    from torch_sr.cli.train import main
+
+    monkeypatch.chdir(tmp_path)
+    train = make_images(tmp_path / "train", 2, (32, 32))
+    path = write_config(tmp_path / "c.json", tiny_config(train, train, training={"enabled": False}))
+    flags = ["--device", "cpu", "--stop-after", "1"]
+    assert main([str(path), *flags, "--max-pixels", "1000"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "img00.png: 32x32 is 1,024 pixels, more than the limit of 1,000" in err and "--max-pixels 1024" in err
+    assert main([str(path), *flags, "--max-pixels", "1024"]) == 0
+
+
 def test_a_symlink_loop_input_is_reported_and_the_others_still_run(tmp_path, tiny_model, capsys):
     write_image(tmp_path / "good.png", np.full((8, 8, 3), 128, np.uint8))
     loop = tmp_path / "loop.png"

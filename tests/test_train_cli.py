@@ -92,3 +92,4 @@ def test_sigterm_writes_a_checkpoint_and_the_run_resumes_from_it(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     assert main(["--resume", "--device", "cpu", "--stop-after", "2", "-i", "100000"]) == 0
     assert read_checkpoint(ckpt_path)["training"]["iteration"] == stopped + 2
+

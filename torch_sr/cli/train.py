@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import (
+    EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
+)  # fmt: skip
 from torch_sr.errors import TorchSRError
 
 if TYPE_CHECKING:
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after N iterations of this invocation, with a checkpoint (for time-limited jobs; then --resume)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal anyway)")
+    add_max_pixels_option(p)
     return p
 
 
@@ -164,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch_sr.training.resume import find_checkpoint, resume_config
     from torch_sr.training.run import train
     from torch_sr.training.session import TrainingStopped, TrainOptions
+    from torch_sr.pixel_limit import set_max_pixels
 
+    set_max_pixels(args.max_pixels)
     cfg = load_config(args.config) if args.config is not None else None
     check_output_folder(args.output_dir, "--output-dir")
     stale = remove_interrupted_writes(args.output_dir) if args.output_dir.is_dir() else []
