@@ -1,6 +1,7 @@
 """load_model / save_model: every accepted file shape, safe loading, atomic saving."""
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,6 +144,20 @@ def test_atomic_save_replaces_whole_file(tmp_path):
     atomic_torch_save({"a": torch.ones(3)}, path)
     atomic_torch_save({"a": torch.zeros(2)}, path)
     assert torch.load(path, weights_only=True)["a"].tolist() == [0, 0]
+
+
+def test_a_path_that_cannot_hold_a_file_is_one_clear_error(tmp_path):
+    from torch_sr.errors import TorchSRError
+
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "folder").mkdir()
+    cases = [(tmp_path / "file" / "state.pth", "which is a file"), (tmp_path / "folder", "is a folder")]
+    if Path("/proc/self").is_dir():  # Linux: a folder nothing can be created in
+        cases.append((Path("/proc/state.pth"), "cannot write there"))
+    for path, message in cases:
+        with pytest.raises(TorchSRError, match=message):
+            atomic_torch_save({"a": torch.ones(1)}, path)
+    assert (tmp_path / "file").read_bytes() == b"x" and not any((tmp_path / "folder").iterdir())
 
 
 def test_prefers_ema_weights_in_own_files(tmp_path):

@@ -45,3 +45,13 @@ def test_an_existing_output_is_never_overwritten(tmp_path, capsys):
     assert "taken.pth exists" in capsys.readouterr().err and (tmp_path / "taken.pth").read_bytes() == b"keep"
     assert main([str(tmp_path / "missing.pth"), str(tmp_path / "new.pth")]) == 2
     assert "missing.pth" in capsys.readouterr().err and not (tmp_path / "new.pth").exists()
+
+
+def test_the_same_file_for_both_outputs_or_a_folder_is_refused_before_any_work(tmp_path, capsys):
+    run_file(tmp_path / "final.pth")
+    assert main([str(tmp_path / "final.pth"), str(tmp_path / "same"), "--onnx", str(tmp_path / "same")]) == 2
+    assert "both OUTPUT and --onnx" in capsys.readouterr().err and not (tmp_path / "same").exists()
+    assert main([str(tmp_path / "final.pth"), str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main([str(tmp_path / "final.pth"), str(tmp_path / "final.pth" / "x.pth")]) == 2
+    assert "which is a file" in capsys.readouterr().err

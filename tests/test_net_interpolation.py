@@ -88,6 +88,16 @@ def test_output_never_overwrites_an_input(pair, capsys):
     assert path_b.read_bytes() == before
 
 
+def test_an_existing_output_or_a_folder_is_refused_before_reading(tmp_path, pair, capsys):
+    path_a, path_b = pair
+    taken = tmp_path / "taken.pth"
+    taken.write_bytes(b"keep")
+    for out, message in ((taken, "taken.pth exists"), (tmp_path, "is a folder"), (taken / "x.pth", "which is a file")):
+        code = main(["--psnr-model-path", str(path_a), "--esrgan-model-path", str(path_b), "--alpha", "0.5", str(out)])
+        assert code == EXIT_ERROR and message in capsys.readouterr().err
+    assert taken.read_bytes() == b"keep"
+
+
 @pytest.mark.slow
 def test_root_script_runs(tmp_path, pair):
     path_a, path_b = pair

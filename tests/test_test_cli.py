@@ -233,3 +233,26 @@ def test_user_errors_exit_2_with_a_message(tiny_model, folder, capsys, monkeypat
     argv = [str(tiny_model) if a == "MODEL" else str(folder) if a == "FOLDER" else a for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["-o", "PARENT"], ["-o", "PARENT", "-s", "1"], ["-s", "1"]])
+def test_outputs_never_land_among_the_images_being_scored(tiny_model, tmp_path, capsys, monkeypatch, flags):
+    """`-d hr -o .` would write SR images over the HR ones (and the next run would score them);
+    figures (`-s`, into test_results/<dataset>/ without -o) would join the set."""
+    hr = tmp_path / "test_results" / "hr"
+    hr.mkdir(parents=True)
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(hr / "a.png")
+    monkeypatch.chdir(tmp_path)
+    argv = [str(tiny_model), "-d", str(hr), *[str(hr.parent) if a == "PARENT" else a for a in flags]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds images being scored" in err and err.count("\n") == 1
+    assert [p.name for p in hr.iterdir()] == ["a.png"] and np.array(Image.open(hr / "a.png")).max() == 90
+
+
+@pytest.mark.parametrize("target, message", [("FOLDER", "is a folder"), ("FOLDER/pic0.png/x.json", "which is a file")])
+def test_an_unwritable_json_target_is_refused_before_scoring(tiny_model, folder, capsys, target, message):
+    target = target.replace("FOLDER", str(folder))
+    assert main([str(tiny_model), "-d", str(folder), "--json", target]) == 2
+    err = capsys.readouterr()
+    assert f"--json {target}: " in err.err and message in err.err and err.out == ""  # refused before any work

@@ -36,6 +36,21 @@ def test_ranks_share_each_global_batch_without_overlap():
         GlobalBatchSampler(6, 0, 1, world_size=4)
 
 
+def test_a_batch_the_processes_cannot_share_is_refused_before_any_data_naming_the_config():
+    from trainer_fixtures import tiny_config
+
+    from torch_sr.training.run import check_batch_split
+    from torch_sr.training.stages import build_stages
+
+    data = tiny_config("absent", "absent", batch_size=6, training={"batch_size": 4})
+    stages = build_stages(validate_config(data, "c.json"))
+    check_batch_split(stages, 2)
+    with pytest.raises(ConfigError, match=r"^c\.json: batch_size 6, the global mini-batch of the PSNR stage, .* 4 processes"):
+        check_batch_split(stages, 4)
+    with pytest.raises(ConfigError, match=r"batch_size 4, the global mini-batch of the ESRGAN stage, .* 3 processes"):
+        check_batch_split(stages[1:], 3)
+
+
 class Recorder:
     """A dataset that returns which item and which RNG draw it was asked for."""
 
@@ -166,7 +181,7 @@ def test_weights_load_where_they_fit_and_the_rest_is_reported():
     assert torch.equal(x4.conv_first.weight, x2.conv_first.weight) and "conv_up1.weight" in report.loaded
     wide = RRDBNet(scale_factor=4, rrdb_channels=16, growth_channels=4, num_basic_blocks=1, num_dense_blocks=1)
     report = load_fitting_weights(x4, wide.state_dict())
-    assert ("conv_first.weight", (16, 3, 3, 3), (8, 3, 3, 3)) in report.reshaped and not report.complete
+    assert ("conv_first.weight", (16, 3, 3, 3), (8, 3, 3, 3)) in report.reshaped
     assert "kept fresh" in report.summary()
 
 

@@ -48,8 +48,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     so shared models stay readable by others.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    check_output_file(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise TorchSRError(f"{path}: cannot write there ({e.strerror or e}); choose another place") from None
     try:
         if hasattr(os, "fchmod"):  # POSIX
             os.fchmod(fd, 0o666 & ~_umask())
@@ -66,6 +70,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing was written"
         raise TorchSRError(f"{path}: could not be written ({full.strerror}); {kept}") from None
     return path
+
+
+def check_output_folder(folder: str | os.PathLike, option: str = "") -> None:
+    """Refuse, before any work, a folder to write into that is a file (or lies under one)."""
+    folder = Path(folder)
+    named = f"{option} {folder}" if option else str(folder)
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                where = "is" if parent == folder else f"lies under {parent}, which is"
+                raise TorchSRError(f"{named}: {where} a file, not a folder; choose another {option or 'folder'}")
+            return
+
+
+def check_output_file(path: str | os.PathLike, option: str = "") -> None:
+    """Refuse, before any work, a file to write that is a folder or lies under a file."""
+    path = Path(path)
+    named = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise TorchSRError(f"{named}: is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TorchSRError(f"{named}: lies under {parent}, which is a file, not a folder; choose another path")
+            return
 
 
 def refuse_existing(path: str | os.PathLike) -> None:

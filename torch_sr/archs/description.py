@@ -56,9 +56,14 @@ class GeneratorArch:
         return None if hparams is None else (hparams, canonical)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside DataParallel / DistributedDataParallel wrappers (the model itself otherwise)."""
+    return getattr(model, "module", model)
+
+
 def generator_info(model: nn.Module) -> GeneratorInfo:
     """`model.info`, through DataParallel / DDP wrappers; a TypeError says what a custom model must set."""
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     info = getattr(model, "info", None)
     if not isinstance(info, GeneratorInfo):
         raise TypeError(

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from torch_sr.archs import resnet_pixelshuffle, rrdb_layouts, srcnn, srresnet, srvgg, unet_resnet18
-from torch_sr.archs.description import GeneratorArch
+from torch_sr.archs.description import GeneratorArch, unwrap
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srgan_discriminator import SRGANDiscriminator
 from torch_sr.archs.unet_discriminator import UNetDiscriminatorSN
@@ -43,7 +43,7 @@ def generator_classes() -> dict[str, type[nn.Module]]:
 
 def generator_arch(model: nn.Module) -> GeneratorArch:
     """The registry entry of a built generator (through DataParallel / DDP wrappers)."""
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     for arch in GENERATORS.values():
         if type(model) is arch.cls:
             return arch

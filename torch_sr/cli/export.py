@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.deploy import OPSET, OPSETS
+from torch_sr.errors import TorchSRError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,15 +63,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--fp16 is the precision of the ONNX file: give --onnx FILE (OUTPUT is float16 already)")
     import torch
 
-    from torch_sr.files import refuse_existing
+    from torch_sr.files import check_output_file, refuse_existing
     from torch_sr.model_files.model_file import read_model_file
     from torch_sr.weights import resolve_model
     from torch_sr.model_files.export import export_model
 
     source = resolve_model(args.model)
+    if args.output is not None and args.onnx is not None and Path(args.output).resolve() == Path(args.onnx).resolve():
+        raise TorchSRError(f"{args.output}: given as both OUTPUT and --onnx; choose two file names")
     for path in (args.output, args.onnx):
         if path is not None:
-            refuse_existing(path)  # before any work, for both files
+            check_output_file(path)  # before any work, for both files
+            refuse_existing(path)
     if args.output is not None:
         mf = export_model(source, args.output, prefer_ema=not args.raw, half=not args.float32)
         n = sum(v.numel() for v in mf.state_dict.values())

@@ -29,21 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="model B (alpha = 1), e.g. the GAN one (a file, or a shipped model's name: gan_x4, photo_gan_x4)",
     )
     p.add_argument("--alpha", required=True, type=float, help="weight of model B, in [0, 1] (ESRGAN published 0.8)")
-    p.add_argument("out", type=Path, help="output model: .pth, or .safetensors by suffix")
+    p.add_argument("out", type=Path, help="output model: .pth, or .safetensors by suffix (must not exist)")
     return p
 
 
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from torch_sr.model_files.model_file import read_model_file, save_model_file
+    from torch_sr.files import check_output_file, refuse_existing
     from torch_sr.interpolation import interpolate_models
+    from torch_sr.model_files.model_file import read_model_file, save_model_file
 
     if not 0 <= args.alpha <= 1:  # also refuses nan
         raise ConfigError(f"--alpha {args.alpha}: must be between 0 (PSNR model) and 1 (ESRGAN model)")
     inputs = {args.psnr_model_path.resolve(), args.esrgan_model_path.resolve()}
     if args.out.resolve() in inputs:
         raise ConfigError(f"{args.out}: the output would overwrite an input model; choose another path")
+    check_output_file(args.out)
+    refuse_existing(args.out)
     a, b = read_model_file(args.psnr_model_path), read_model_file(args.esrgan_model_path)
     mixed = interpolate_models(a, b, args.alpha)
     save_model_file(mixed, args.out)

@@ -17,12 +17,15 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
 from torch_sr.pixel_limit import set_max_pixels
 
-DISPLAY_NAMES = {"div2k": "DIV2K", "bsds500": "BSDS500", "set5": "Set5", "set14": "Set14"}
+if TYPE_CHECKING:
+    from torch_sr.evaluation import ImageOutputs
+
 DEFAULT_FIGURE_DIR = Path("test_results")
 
 
@@ -110,10 +113,6 @@ def _tile(value: str) -> int | str | None:
     return tile
 
 
-def _dataset_name(spec: str) -> str:
-    return DISPLAY_NAMES.get(spec.lower()) or Path(spec).expanduser().resolve().name or spec
-
-
 def model_labels(paths: Sequence[str]) -> list[str]:
     """File stems naming the models in tables, figures and folders; stems two files share are numbered
     (`net-1`, `net-2`) so that every label is distinct."""
@@ -131,7 +130,25 @@ def model_labels(paths: Sequence[str]) -> list[str]:
     return labels
 
 
-def _gain(out) -> float:
+def _refuse_writing_among_inputs(sets: list[tuple[str, list[Path]]], args: argparse.Namespace, labels: list[str]) -> None:
+    """Refuse, before any work, an output folder (`-o`, figures) that holds images being scored: SR
+    images would replace HR ones, and any file written there would join the set on the next run."""
+    inputs = {p.parent.resolve() for _, paths in sets for p in paths}
+    for name, _ in sets:
+        folders = []
+        if args.out_dir:
+            folders += [args.out_dir / name / label for label in labels] or [args.out_dir / name]
+        if args.show:
+            folders.append((args.out_dir or DEFAULT_FIGURE_DIR) / name)
+        for folder in folders:
+            if folder.resolve() in inputs:
+                raise TorchSRError(
+                    f"{folder} holds images being scored: writing the {name} outputs there would mix them with "
+                    "(or replace) the HR images; choose another -o/--out-dir"
+                )
+
+
+def _gain(out: ImageOutputs) -> float:
     """What `-s` ranks by: the SR's PSNR gain over bicubic (the bicubic PSNR when there is no model)."""
     s = out.score
     if out.sr is None:
@@ -146,7 +163,7 @@ class BestImages:
     def __init__(self, n: int):
         self.n, self.heap, self.count = n, [], 0
 
-    def __call__(self, out) -> None:
+    def __call__(self, out: ImageOutputs) -> None:
         gain = _gain(out)
         self.count += 1
         entry = (gain, -self.count, out)  # -count breaks ties without comparing tensors
@@ -212,9 +229,10 @@ def _load_upscalers(args: argparse.Namespace) -> tuple[list, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_max_pixels(args.max_pixels)
-    from torch_sr.data.catalogue import resolve_images
+    from torch_sr.data.catalogue import dataset_name, resolve_images
     from torch_sr.data.datasets import SREvalDataset
     from torch_sr.evaluation import comparison_table, evaluate
+    from torch_sr.files import check_output_file, check_output_folder
 
     if args.tta and not args.models:
         raise TorchSRError("--tta averages a model's outputs: give a MODEL (the bicubic baseline has no ensemble)")
@@ -229,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch_sr.data.degradation_specs import parse_degradation
 
     degradation = parse_degradation(args.degrade) if args.degrade is not None else None
+    if args.json and args.json != "-":
+        check_output_file(args.json, "--json")
+    if args.out_dir:
+        check_output_folder(args.out_dir, "-o/--out-dir")
     runs, scale = _load_upscalers(args) if args.models else ([(None, None)], args.scale or 4)
     if scale < 1:
         raise TorchSRError(f"--scale must be at least 1, got {scale}")
@@ -242,9 +264,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tta and not to_stdout:
         print("x8 self-ensemble (--tta): every model score below is of the mean of 8 flipped/transposed outputs")
     results: list[list] = [[] for _ in runs]  # per model, per dataset
-    for spec in specs:
-        name = _dataset_name(spec)
-        paths = resolve_images(spec, args.split, args.data_root, download=not args.no_download)
+    sets = [(dataset_name(s), resolve_images(s, args.split, args.data_root, download=not args.no_download)) for s in specs]
+    _refuse_writing_among_inputs(sets, args, labels if several else [])
+    for name, paths in sets:
         dataset = SREvalDataset(paths, scale, cache=False, degradation=degradation)
         best = BestImages(args.show) if args.show else None
         chosen: dict[str, list] = {}

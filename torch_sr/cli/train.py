@@ -62,16 +62,6 @@ def _warn_if_autocast_is_off(device: torch.device, amp_dtype: str | None) -> Non
                       f"(the CPU autocasts to bf16: --amp-dtype bf16)", stacklevel=1)  # fmt: skip
 
 
-def check_output_folder(folder: Path, option: str) -> None:
-    """Refuse, before any work, a folder to write into that is a file (or lies under one)."""
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                where = "is" if parent == folder else f"lies under {parent}, which is"
-                raise TorchSRError(f"{option} {folder}: {where} a file, not a folder; choose another {option}")
-            return
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
@@ -160,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from torch_sr.files import STORAGE_ERRNOS
+    from torch_sr.files import STORAGE_ERRNOS, check_output_folder
     from torch_sr.config.validate import load_config
     from torch_sr.device import resolve_device
     from torch_sr.training.checkpointing import remove_interrupted_writes

@@ -76,14 +76,6 @@ def sinc_kernel2d(size: int, omega: float) -> torch.Tensor:
     return _normalised(k)
 
 
-def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero-pad a smaller odd kernel to `size` x `size`, keeping it centred (to batch kernels of mixed sizes)."""
-    p = (size - kernel.shape[-1]) // 2
-    if p < 0 or (size - kernel.shape[-1]) % 2:
-        raise ValueError(f"cannot centre a {kernel.shape[-1]}-tap kernel in {size} taps")
-    return torch.nn.functional.pad(kernel, (p, p, p, p))
-
-
 @dataclass(frozen=True)
 class KernelSpec:
     """How one round draws its blur kernel (Real-ESRGAN's `kernel_list`, `kernel_prob`, ranges)."""

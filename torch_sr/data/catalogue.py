@@ -29,6 +29,7 @@ from torch_sr.data.image_files import IMAGE_EXTENSIONS, list_images
 from torch_sr.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
+DISPLAY_NAMES = {"div2k": "DIV2K", "bsds500": "BSDS500", "set5": "Set5", "set14": "Set14"}
 DATA_ROOT_ENV = "TORCH_SR_DATA"
 
 # DIV2K: the official site of the NTIRE 2017 challenge (ETH Zurich). BSDS500: Berkeley's BSR
@@ -136,6 +137,11 @@ def _folder_images(spec: str, split: str) -> list[Path]:
     if not images:
         raise DatasetError(f"{folder}: no images found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))} files in it and in {split}/)")
     return images
+
+
+def dataset_name(spec: str) -> str:
+    """How tables and logs name a dataset: 'set5' -> 'Set5'; a folder -> its name."""
+    return DISPLAY_NAMES.get(spec.lower()) or Path(spec).expanduser().resolve().name or spec
 
 
 def resolve_images(

@@ -37,7 +37,6 @@ FORMATS = {
 # BMPs without their alpha, so BMP counts as opaque.
 _CHANNELS = {"PNG": {1, 2, 3, 4}, "TIFF": {1, 2, 3, 4}, "JPEG": {1, 3}, "WEBP": {3, 4}, "BMP": {1, 3}}
 _KEEPS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
-_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _ORIENTATION_TAG = 0x0112
 _READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, EOFError, struct.error, zlib.error)
 

@@ -33,8 +33,9 @@ class NonFiniteOutputError(TorchSRError):
 class Upscaler:
     """Upscale tensors or arrays with `model`; its `info` (`GeneratorInfo`) decides the output size.
 
-    `tile="auto"` tiles only when the image would not fit in the free memory of the device, with
-    a tile size derived from it; an int forces tiles of that many LR pixels; None never tiles.
+    `tile="auto"` tiles an image larger than `tiling.MAX_CALL_PIXELS` (512x512 LR pixels), or one that
+    would not fit in the device's free memory, with a tile size derived from both (so peak memory
+    stays that of a 512x512 image); an int forces tiles of that many LR pixels; None never tiles.
     `progress=True` shows a bar of the tiles of each image (with the time left) on a terminal.
     `precision` "fp16"/"bf16" runs under autocast on CUDA, and "bf16" on the CPU too unless that
     CPU is known to emulate bfloat16 (slower than float32 there; natively about twice as fast,

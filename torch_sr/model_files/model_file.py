@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torch_sr.archs.description import unwrap
 from torch_sr.archs.registry import GENERATORS, build_generator, generator_arch
 from torch_sr.files import SAFETENSORS_SUFFIX, atomic_torch_save, read_weights, save_safetensors
 from torch_sr.errors import CheckpointError
@@ -169,8 +170,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", pref
     its training, empty for foreign files).
     """
     mf = read_model_file(path, prefer_ema=prefer_ema)
-    model = build_generator(mf.arch, **mf.hparams)
-    model.load_state_dict(mf.state_dict)
+    model = mf.build()
     model.meta = mf.meta
     return model.to(device).eval()
 
@@ -201,7 +201,7 @@ def save_model_file(mf: ModelFile, path: str | os.PathLike) -> Path:
 
 def save_model(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Save a generator with its architecture description, so `load_model(path)` needs nothing else."""
-    model = getattr(model, "module", model)  # DataParallel / DDP wrappers
+    model = unwrap(model)
     try:
         arch = generator_arch(model).name
     except ValueError as e:

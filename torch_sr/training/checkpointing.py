@@ -19,7 +19,7 @@ from torch_sr.archs.registry import generator_arch
 from torch_sr.files import atomic_torch_save, read_weights
 from torch_sr.model_files.model_file import model_payload
 from torch_sr.errors import CheckpointError
-from torch_sr.training.ema import unwrap
+from torch_sr.archs.description import unwrap
 
 TRAINING_KEY = "training"
 TRAINING_FORMAT = 1
@@ -96,11 +96,6 @@ def checkpoints_newest_first(output_dir: Path) -> list[Path]:
     """The `*_checkpoint.pth` files in `output_dir`, the most recently written first."""
     found = [p for p in Path(output_dir).glob(f"*{CHECKPOINT_SUFFIX}") if p.is_file()]
     return sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True)
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The most recently written `*_checkpoint.pth` in `output_dir`, if any."""
-    return next(iter(checkpoints_newest_first(output_dir)), None)
 
 
 def previous_checkpoint_path(path: Path) -> Path:

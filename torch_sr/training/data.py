@@ -14,9 +14,6 @@ from torch_sr.config.schema import TrainConfig
 from torch_sr.errors import ConfigError
 from torch_sr.training.sampler import GlobalBatchSampler, epoch_permutation
 
-DISPLAY_NAMES = {"div2k": "DIV2K", "bsds500": "BSDS500", "set5": "Set5", "set14": "Set14"}
-
-
 class NumberedSamples(Dataset):
     """Item g of this dataset is global sample number g of `base` (see `torch_sr.training.sampler`).
 
@@ -38,11 +35,6 @@ class NumberedSamples(Dataset):
             self._epoch, self._order = epoch, epoch_permutation(self.seed, epoch, self.n)
         self.base.load_state_dict({"seed": self.seed, "draws": int(g)})
         return self.base[int(self._order[position])]
-
-
-def dataset_name(spec: str) -> str:
-    """'set5' -> 'Set5'; a folder -> its name."""
-    return DISPLAY_NAMES.get(spec.lower()) or Path(spec).expanduser().resolve().name or spec
 
 
 def _images(specs: tuple[str, ...], split: str, data_root: Path | None, download: bool) -> list[Path]:
@@ -121,6 +113,7 @@ def build_val_sets(
     cfg: TrainConfig, stage: Any, data_root: Path | None = None, download: bool = True
 ) -> dict[str, Any]:
     """`{display name: SREvalDataset}` of `stage.val_datasets` (their `val` split), decoded once."""
+    from torch_sr.data.catalogue import dataset_name
     from torch_sr.data.datasets import SREvalDataset
 
     sets: dict[str, Any] = {}

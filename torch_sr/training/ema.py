@@ -14,10 +14,7 @@ import copy
 import torch
 from torch import nn
 
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The network inside DataParallel / DistributedDataParallel wrappers."""
-    return getattr(model, "module", model)
+from torch_sr.archs.description import unwrap
 
 
 class ModelEMA:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch_sr.model_files.model_file import read_model_file
 from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config, check_network_size
 from torch_sr.config.schema import TrainConfig
 from torch_sr.device import configure_cuda
-from torch_sr.errors import CheckpointError
+from torch_sr.errors import CheckpointError, ConfigError
 from torch_sr.training.checkpointing import SOURCE_KEY, model_path
 from torch_sr.training.data import build_train_set, build_val_sets, stage_iterations
 from torch_sr.training.distributed import init_distributed, shutdown_distributed, wrap_model
@@ -91,6 +92,7 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
     stages = build_stages(cfg)
     first = _checkpoint_order(checkpoint) if checkpoint is not None else stages[0].order
     _check_network_sizes(s for s in stages if s.order >= first)
+    check_batch_split((s for s in stages if s.order >= first), session.ctx.world_size)
     carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
     for stage in (s for s in stages if s.order >= first):
@@ -122,6 +124,17 @@ def _check_network_sizes(stages) -> None:
             if key not in checked:
                 checked.add(key)
                 check_network_size(kind, section, stage.config.source)
+
+
+def check_batch_split(stages: Iterable[Stage], world_size: int) -> None:
+    """Refuse, before any data is read, a global mini-batch that the processes cannot share evenly."""
+    for stage in stages:
+        size = stage.config.batch_size
+        if size % world_size:
+            raise ConfigError(
+                f"{stage.config.source or 'config'}: batch_size {size}, the global mini-batch of the {stage.name} "
+                f"stage, must divide evenly among the {world_size} processes; use a multiple of {world_size}"
+            )
 
 
 def _checkpoint_order(checkpoint: dict[str, Any]) -> tuple[int, int]:

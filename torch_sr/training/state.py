@@ -19,7 +19,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch_sr.state_dicts import check_state_dict_fits
 from torch_sr.config.schema import TrainConfig
 from torch_sr.errors import CheckpointError
-from torch_sr.training.ema import ModelEMA, unwrap
+from torch_sr.archs.description import unwrap
+from torch_sr.training.ema import ModelEMA
 from torch_sr.training.rng import derive_seed
 from torch_sr.training.stages import Stage
 

@@ -23,10 +23,6 @@ class WeightTransfer:
     missing: list[str] = field(default_factory=list)  # in the model, not in the weights
     unexpected: list[str] = field(default_factory=list)  # in the weights, not in the model
 
-    @property
-    def complete(self) -> bool:
-        return not (self.reshaped or self.missing or self.unexpected)
-
     def summary(self) -> str:
         parts = [f"{len(self.loaded)} tensors loaded"]
         if self.reshaped:
