@@ -1,6 +1,7 @@
 """Hostile and broken model files: one `CheckpointError` naming the file, memory bounded by the file's size."""
 import io
 import json
+import pickle
 import random
 import struct
 import subprocess
@@ -234,11 +235,22 @@ def test_legacy_files_still_load(tmp_path):
     assert read_weights(tmp_path / "same.pth")[0]["w"].shape == (3, 4115)
 
 
+def write_memo_bomb(path: Path, index: int) -> Path:
+    """A legacy file whose object pickle stores its dict at memo index `index`: 11 bytes that make
+    an array-backed pickle memo (the C unpickler's) allocate `index` slots."""
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+
+    head = b"".join(pickle.dumps(x, protocol=2) for x in (MAGIC_NUMBER, PROTOCOL_VERSION, {"little_endian": True}))
+    path.write_bytes(head + b"\x80\x02}r" + struct.pack("<I", index) + b".")
+    return path
+
+
 def test_hostile_sizes_cost_memory_near_the_file_size(tmp_path):
-    """The three size attacks of the issue, in one fresh process: peak memory stays near torch's own."""
+    """The size attacks of the issues, in one fresh process: peak memory stays near torch's own."""
     torch.save(_own_payload(hparams={**TINY, "num_feat": 3000, "num_conv": 100}), tmp_path / "hparams.pth")
     torch.save(stride0_rrdb_state_dict(), tmp_path / "stride0.pth")
     write_inflating_zip(tmp_path / "inflate.pth", 256 << 20)
+    write_memo_bomb(tmp_path / "memo.pth", 50_000_000)
     code = (
         "import resource, sys, torch\n"
         "from torch_sr.model_files.model_file import load_model\n"
@@ -254,11 +266,11 @@ def test_hostile_sizes_cost_memory_near_the_file_size(tmp_path):
     )
     # A data-segment limit turns any large allocation into a failure instead of a swap storm.
     limit = "import resource; resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))\n"
-    files = [str(tmp_path / n) for n in ("hparams.pth", "stride0.pth", "inflate.pth")]
+    files = [str(tmp_path / n) for n in ("hparams.pth", "stride0.pth", "inflate.pth", "memo.pth")]
     done = subprocess.run([sys.executable, "-c", limit + code, *files], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines[:3]] == files
+    assert [line.split(":")[0] for line in lines[:4]] == files
     assert int(lines[-1]) < 100, f"peak memory grew by {lines[-1]} MB"
 
 

@@ -221,9 +221,13 @@ class _Stub:
         pass
 
 
-class _StorageScan(pickle.Unpickler):
+class _StorageScan(pickle._Unpickler):
     """Unpickles with every global replaced by a `_Stub` subclass (so no code of the file's runs) and
-    records, per root storage, the bytes its persistent id declares: torch.load allocates that much."""
+    records, per root storage, the bytes its persistent id declares: torch.load allocates that much.
+
+    Python's own unpickler, not the C one: the C unpickler keeps its memo in an array sized by the
+    largest index a PUT names, so one forged opcode (`LONG_BINPUT 1011137045`) makes it allocate and
+    clear gigabytes; this one keeps a dict (as torch.load's weights-only unpickler does)."""
 
     def __init__(self, f: IO[bytes], declared: dict[Any, int]) -> None:
         super().__init__(f, encoding="latin1")
@@ -267,6 +271,8 @@ def _check_legacy(path: Path, size: int) -> None:
                 return  # not a legacy torch file: torch.load says so before allocating anything
             for _ in range(3):  # protocol, system info, then the object
                 _StorageScan(f, declared).load()
+    except KeyError as e:  # the Python unpickler's word for an unknown opcode
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: unknown pickle opcode {e})") from None
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in arbitrary ways
         raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: {first_line(e)})") from None
     total = sum(declared.values())
