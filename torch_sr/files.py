@@ -23,6 +23,10 @@ INFLATION_SLACK = 1 << 20
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+class OutputPathError(TorchSRError):
+    """A path no file can be written at (a folder, under a file, in a read-only place)."""
+
+
 def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)
@@ -53,7 +57,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise TorchSRError(f"{path}: cannot write there ({e.strerror or e}); choose another place") from None
+        raise OutputPathError(f"{path}: cannot write there ({e.strerror or e}); choose another place") from None
     try:
         if hasattr(os, "fchmod"):  # POSIX
             os.fchmod(fd, 0o666 & ~_umask())
@@ -80,7 +84,7 @@ def check_output_folder(folder: str | os.PathLike, option: str = "") -> None:
         if parent.exists():
             if not parent.is_dir():
                 where = "is" if parent == folder else f"lies under {parent}, which is"
-                raise TorchSRError(f"{named}: {where} a file, not a folder; choose another {option or 'folder'}")
+                raise OutputPathError(f"{named}: {where} a file, not a folder; choose another {option or 'folder'}")
             return
 
 
@@ -89,11 +93,11 @@ def check_output_file(path: str | os.PathLike, option: str = "") -> None:
     path = Path(path)
     named = f"{option} {path}" if option else str(path)
     if path.is_dir():
-        raise TorchSRError(f"{named}: is a folder; give a file name")
+        raise OutputPathError(f"{named}: is a folder; give a file name")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise TorchSRError(f"{named}: lies under {parent}, which is a file, not a folder; choose another path")
+                raise OutputPathError(f"{named}: lies under {parent}, which is a file, not a folder; choose another path")
             return
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from torch_sr.files import atomic_write
+from torch_sr.files import OutputPathError, atomic_write
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import CHROMA_SUBSAMPLING, DEFAULT_CHROMA, DEFAULT_QUALITY
 from torch_sr.inference.png16 import decode_png16, encode_png16
@@ -75,11 +75,12 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                     "`ffmpeg -i in.gif out.mp4`) or save the frame you want as a still image"
                 )
             icc = im.info.get("icc_profile") or None
-            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
             if im.format == "PNG" and _is_png16_colour(path):
                 array = decode_png16(path.read_bytes())
             else:
                 array, icc = _pil_to_array(im, path, icc)
+            # read after the pixels: Pillow (13 on) turns a TIFF upright while loading it and drops the tag
+            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
     except Image.DecompressionBombError:
@@ -216,5 +217,7 @@ def _fit_channels(array: np.ndarray, fmt: str, path: Path) -> np.ndarray:
 def _write(path: Path, write) -> Path:
     try:
         return atomic_write(path, write)
+    except OutputPathError as e:
+        raise ImageFileError(str(e)) from None
     except OSError as e:
         raise ImageFileError(f"{path}: cannot write ({e.strerror or e})") from None
