@@ -148,6 +148,23 @@ def test_a_bad_file_is_reported_and_the_others_are_done(tmp_path, model_path, ca
     assert run(["-m", model_path, tmp_path / "broken.png"]) == EXIT_ERROR  # nothing succeeded
 
 
+@pytest.mark.parametrize("suffix", ["/../b", "/x", "\\..\\b"])
+def test_a_suffix_with_a_path_separator_is_refused_before_any_work(tmp_path, model_path, capsys, suffix):
+    """`--suffix /../b` would write outside -o, over an unrelated b.png."""
+    write_image(tmp_path / "a.png", image())
+    write_image(tmp_path / "b.png", image(5, 5))
+    before = sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "b.png").read_bytes()
+    assert run(["-m", model_path, "--suffix", suffix, tmp_path / "a.png"]) == EXIT_ERROR
+    assert "must not contain a path separator" in capsys.readouterr().err
+    assert (sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "b.png").read_bytes()) == before
+
+
+def test_scale_zero_is_refused_as_such(tmp_path, model_path, capsys):
+    write_image(tmp_path / "a.png", image())
+    assert run(["--scale", "0", tmp_path / "a.png"]) == EXIT_ERROR
+    assert "--scale 0: must be a positive scale factor" in capsys.readouterr().err
+
+
 def test_an_output_never_overwrites_an_input(tmp_path, model_path, capsys):
     write_image(tmp_path / "a.png", image())
     before = (tmp_path / "a.png").read_bytes()
@@ -202,6 +219,8 @@ def test_tiling_precision_and_tta_options(tmp_path, model_path, capsys):
     tta, plain = (read_image(tmp_path / f"b_{s}.png").array.astype(int) for s in ("tta", "whole"))
     assert np.abs(tta - plain).max() > 3
     assert run(["-m", model_path, "--tile", "0", tmp_path / "a.png"]) == EXIT_ERROR
+    assert run(["-m", model_path, "--tile", "8", tmp_path / "a.png"]) == EXIT_ERROR
+    assert "--tile 8: tiles under 16 pixels show their seams" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run(["-m", model_path, "--fp16", "--bf16", tmp_path / "a.png"])
 
@@ -237,12 +256,12 @@ def test_root_script_runs(tmp_path, model_path):
 
 def test_tile_progress_is_shown_on_terminals_not_in_logs(tmp_path, model_path, monkeypatch, capsys):
     write_image(tmp_path / "a.png", image(32, 32))
-    assert run(["-m", model_path, "--tile", "8", "--tile-overlap", "0", tmp_path / "a.png"]) == EXIT_OK
+    assert run(["-m", model_path, "--tile", "16", "--tile-overlap", "0", tmp_path / "a.png"]) == EXIT_OK
     assert "tile" not in capsys.readouterr().err  # stderr is a pipe or a log file: no bar
     term = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", term)
-    assert run(["-m", model_path, "--tile", "8", "--tile-overlap", "0", "--suffix", "_t", tmp_path / "a.png"]) == 0
-    assert "0/16 [" in term.text and "tile/s" in term.text
+    assert run(["-m", model_path, "--tile", "16", "--tile-overlap", "0", "--suffix", "_t", tmp_path / "a.png"]) == 0
+    assert "0/4 [" in term.text and "tile/s" in term.text
 
 
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
@@ -252,7 +271,7 @@ def test_tile_progress_with_time_left_on_a_terminal_that_reports_no_size(tmp_pat
 
     write_image(tmp_path / "a.png", image(32, 32))
     master, slave = pty.openpty()
-    command = [sys.executable, str(ROOT / "inference.py"), "-m", str(model_path), "--tile", "8", "--tile-overlap", "0"]
+    command = [sys.executable, str(ROOT / "inference.py"), "-m", str(model_path), "--tile", "16", "--tile-overlap", "0"]
     env = {**os.environ, "TQDM_MININTERVAL": "0"}  # draw every tile, however fast
     proc = subprocess.Popen([*command, str(tmp_path / "a.png")], stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
@@ -266,5 +285,5 @@ def test_tile_progress_with_time_left_on_a_terminal_that_reports_no_size(tmp_pat
         os.close(master)
     assert proc.wait(timeout=120) == 0, output
     text = output.decode(errors="replace")
-    assert re.search(r" \d+/16 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+tile/s\]", text), text  # done/total, time left
+    assert re.search(r" \d+/4 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+tile/s\]", text), text  # done/total, time left
     assert (tmp_path / "a_sr.png").is_file()

@@ -23,7 +23,8 @@ from torch_sr.cli.common import (
 )
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import (
-    CHROMA_SUBSAMPLING, CONTAINERS, DEFAULT_CHROMA, DEFAULT_CRF, DEFAULT_QUALITY, DEFAULT_TILE_OVERLAP, VIDEO_SUFFIXES,
+    CHROMA_SUBSAMPLING, CONTAINERS, DEFAULT_CHROMA, DEFAULT_CRF, DEFAULT_QUALITY, DEFAULT_TILE_OVERLAP, MIN_TILE,
+    VIDEO_SUFFIXES,
 )
 from torch_sr.pixel_limit import set_max_pixels
 from torch_sr.weights import MODELS, default_model_path, resolve_model
@@ -88,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--scale", type=int, help="refuse a model of another scale (and pick the default model for it)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--tile", type=int, help="tile side in input pixels (default: only when needed, sized to memory)")
+    p.add_argument(
+        "--tile", type=int, help=f"tile side in input pixels, at least {MIN_TILE} (default: only when needed, sized to memory)"
+    )
     p.add_argument(
         "--tile-overlap",
         type=int,
@@ -287,10 +290,17 @@ def run(args: argparse.Namespace) -> int:
     from torch_sr.inference.video import check_crf, choose_encoder
     from torch_sr.progress import progress_bar
 
-    if args.tile is not None and args.tile < 1:
-        raise TorchSRError(f"--tile {args.tile}: must be a positive number of pixels")
+    if args.tile is not None and args.tile < MIN_TILE:
+        raise TorchSRError(
+            f"--tile {args.tile}: tiles under {MIN_TILE} pixels show their seams; use {MIN_TILE} or more, or leave "
+            "--tile out (tiles sized to the memory)"
+        )
     if args.tile_overlap < 0:
         raise TorchSRError(f"--tile-overlap {args.tile_overlap}: must be >= 0")
+    if "/" in args.suffix or "\\" in args.suffix:
+        raise TorchSRError(f"--suffix {args.suffix!r}: must not contain a path separator; choose the folder with -o OUT_DIR")
+    if args.scale is not None and args.scale < 1:
+        raise TorchSRError(f"--scale {args.scale}: must be a positive scale factor (2, 4, ...)")
     set_max_pixels(args.max_pixels)
     paths, errors = collect_inputs(args.inputs, args.suffix, recursive=args.recursive)
     for message in errors:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors
 from torch_sr.errors import TorchSRError
+from torch_sr.inference.defaults import MIN_TILE
 from torch_sr.pixel_limit import set_max_pixels
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bicubic", action="store_true", help="score only the MATLAB-bicubic baseline (no MODEL; --scale sets the scale)"
     )
-    p.add_argument("--tile", default="auto", help="LR tile size in pixels, 'auto' (default) or 'none'")
+    p.add_argument("--tile", default="auto", help=f"LR tile size in pixels (at least {MIN_TILE}), 'auto' (default) or 'none'")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument(
         "--tta",
@@ -102,14 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _tile(value: str) -> int | str | None:
     if value == "auto":
         return "auto"
-    if value.lower() in ("none", "0"):
+    if value.lower() == "none":
         return None
     try:
         tile = int(value)
     except ValueError:
         tile = -1
-    if tile <= 0:
-        raise TorchSRError(f"--tile {value!r}: use a positive number of pixels, 'auto' or 'none'")
+    if tile < MIN_TILE:
+        raise TorchSRError(f"--tile {value!r}: use {MIN_TILE} or more pixels (smaller tiles show seams), 'auto' or 'none'")
     return tile
 
 
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_file(args.json, "--json")
     if args.out_dir:
         check_output_folder(args.out_dir, "-o/--out-dir")
-    runs, scale = _load_upscalers(args) if args.models else ([(None, None)], args.scale or 4)
+    runs, scale = _load_upscalers(args) if args.models else ([(None, None)], 4 if args.scale is None else args.scale)
     if scale < 1:
         raise TorchSRError(f"--scale must be at least 1, got {scale}")
     labels = model_labels(args.models)
