@@ -78,9 +78,19 @@ def test_malicious_pickle_is_refused_without_running_it(tmp_path, writer):
             pickle.dump(payload, f, protocol=2)
     else:
         torch.save(payload, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match="refused to load"):
+    expected = "a plain Python pickle, not a PyTorch weights file" if writer == "pickle" else "refused to load"
+    with pytest.raises(CheckpointError, match=expected):
         load_model(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def test_a_forbidden_global_is_named_without_pytorchs_advice_to_load_unsafely(tmp_path):
+    """torch.load's own message ends by suggesting weights_only=False; ours names the global and the safe way."""
+    torch.save({"state_dict": _Exploit(str(tmp_path / "pwned"))}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError) as e:
+        load_model(tmp_path / "evil.pth")
+    assert "(io.open)" in str(e.value) or "(builtins.open)" in str(e.value), str(e.value)
+    assert "weights_only" not in str(e.value) and "\n" not in str(e.value)
 
 
 def test_whole_pickled_module_is_refused(tmp_path):

@@ -286,6 +286,25 @@ def test_shipped_model_by_name_and_a_suggestion_for_typos():
         load_model("default_4x")
 
 
+@pytest.mark.parametrize("cli", ["inference", "test", "net_interpolation", "export"])
+def test_every_cli_suggests_the_shipped_name_for_a_typo(tmp_path, capsys, monkeypatch, cli):
+    from torch_sr.cli import export
+
+    monkeypatch.chdir(tmp_path)
+    argv = {
+        "inference": (inference.main, ["-m", "defualt_x4", "a.png"]),
+        "test": (test_cli.main, ["defualt_x4", "-d", "set5"]),
+        "net_interpolation": (net_interpolation.main, ["--psnr-model-path", "defualt_x4", "--esrgan-model-path",
+                                                       "gan_x4", "--alpha", "0.5", "out.pth"]),
+        "export": (export.main, ["defualt_x4", "out.pth"]),
+    }[cli]
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    assert argv[0](argv[1]) == EXIT_ERROR
+    assert "did you mean 'default_x4'?" in capsys.readouterr().err
+
+
 def test_clis_exit_2_with_one_line_naming_the_file(tmp_path, capsys):
     bad = tmp_path / "readme.pth"
     bad.write_text("just text\n")

@@ -272,9 +272,14 @@ def _check_legacy(path: Path, size: int) -> None:
     try:
         with open(path, "rb") as f:
             if _StorageScan(f, declared).load() != MAGIC_NUMBER:
-                return  # not a legacy torch file: torch.load says so before allocating anything
+                raise CheckpointError(
+                    f"{path}: a plain Python pickle, not a PyTorch weights file (torch.save writes a zip archive); "
+                    "where it was made, re-save the weights with torch.save(model.state_dict(), 'weights.pth')"
+                )
             for _ in range(3):  # protocol, system info, then the object
                 _StorageScan(f, declared).load()
+    except CheckpointError:
+        raise
     except KeyError as e:  # the Python unpickler's word for an unknown opcode
         raise CheckpointError(f"{path}: not a readable PyTorch weights file (damaged: unknown pickle opcode {e})") from None
     except Exception as e:  # noqa: BLE001 - a damaged pickle fails in arbitrary ways
@@ -324,10 +329,12 @@ def check_tensors(obj: Any, path: Path, size: int) -> None:
 
 def _unpickling_refusal(path: Path, e: pickle.UnpicklingError) -> CheckpointError:
     message = str(e)
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-    if found is None:  # PyTorch's own explanation precedes the reason, which follows "WeightsUnpickler error:"
-        reason = message.partition("WeightsUnpickler error:")[2].strip() or message.strip()
-        detail = reason.splitlines()[0][:200] if reason else type(e).__name__
+    found = re.search(r"GLOBAL (\S+)", message)
+    if found is None:  # the reason, without PyTorch's paragraphs on weights_only around it
+        boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+        reasons = [p.strip() for p in message.split("\n\n") if p.strip() and not p.strip().startswith(boilerplate)]
+        reason = reasons[0].removeprefix("WeightsUnpickler error:").strip() if reasons else type(e).__name__
+        detail = reason.splitlines()[0][:200]
         return CheckpointError(f"{path}: not a readable PyTorch weights file (damaged or unsupported: {detail})")
     return CheckpointError(
         f"{path}: refused to load: the file contains pickled Python objects other than tensors and "

@@ -56,7 +56,7 @@ def resolve_model(spec: str | os.PathLike, strict: bool = False) -> Path:
         return path
     if str(spec) in MODELS:
         return model_path(str(spec))
-    if strict and isinstance(spec, str) and not path.suffix and len(path.parts) == 1:
+    if strict and not path.suffix and len(path.parts) == 1:  # a bare name, typed or passed on as a Path
         raise _unknown_name(str(spec))
     return path
 
