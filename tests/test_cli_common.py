@@ -27,6 +27,24 @@ def test_programming_errors_still_raise():
         main([])
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """`torch-sr-... | head -1`: no BrokenPipeError traceback, the shell's status of a SIGPIPE."""
+    code = (
+        "from torch_sr.cli.common import reports_errors\n"
+        "@reports_errors\n"
+        "def main(argv=None):\n"
+        "    for k in range(10**6):\n"
+        "        print(f'line {k}', flush=True)\n"
+        "    return 0\n"
+        "raise SystemExit(main())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

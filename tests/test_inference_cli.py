@@ -159,10 +159,31 @@ def test_a_suffix_with_a_path_separator_is_refused_before_any_work(tmp_path, mod
     assert (sorted(p.name for p in tmp_path.iterdir()), (tmp_path / "b.png").read_bytes()) == before
 
 
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, model_path, capsys):
+    write_image(tmp_path / "a.png", image())
+    (tmp_path / "taken.jpg").write_bytes(b"keep")
+    assert run(["-m", model_path, "-o", tmp_path / "taken.jpg", tmp_path / "a.png"]) == EXIT_ERROR
+    assert "-o/--out-dir " in capsys.readouterr().err and (tmp_path / "taken.jpg").read_bytes() == b"keep"
+
+
 def test_scale_zero_is_refused_as_such(tmp_path, model_path, capsys):
     write_image(tmp_path / "a.png", image())
     assert run(["--scale", "0", tmp_path / "a.png"]) == EXIT_ERROR
     assert "--scale 0: must be a positive scale factor" in capsys.readouterr().err
+
+
+def test_a_still_gif_or_a_file_without_suffix_is_written_as_png(tmp_path, model_path, capsys):
+    """Pillow reads them, but no output format is .gif: warned, and written as PNG rather than failing after the work."""
+    from PIL import Image
+
+    Image.fromarray(image()).convert("P").save(tmp_path / "still.gif")
+    write_image(tmp_path / "raw.png", image())
+    (tmp_path / "raw.png").rename(tmp_path / "raw")
+    assert run(["-m", model_path, tmp_path / "still.gif", tmp_path / "raw"]) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "still.gif: .gif is not an output format; writing PNG" in err and "a file without a suffix" in err
+    assert read_image(tmp_path / "still_sr.png").array.shape[:2] == (24, 20)
+    assert (tmp_path / "raw_sr.png").is_file()
 
 
 def test_an_output_never_overwrites_an_input(tmp_path, model_path, capsys):

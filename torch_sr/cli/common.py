@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import re
 import sys
 import textwrap
@@ -16,10 +17,12 @@ from torch_sr.pixel_limit import DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 
 
 def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-    """Turn a `TorchSRError` into a one-line message on stderr and exit status 2 (no traceback)."""
+    """Turn a `TorchSRError` into a one-line message on stderr and exit status 2 (no traceback); a reader
+    that closed our output (`| head`) ends the command quietly, as it would end `cat`."""
 
     @functools.wraps(main)
     def wrapper(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +34,13 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # Python's advice: point the closed stream at devnull, so the flush at exit raises nothing more
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):  # a replaced stdout (tests, notebooks): nothing to flush
+                pass
+            return EXIT_BROKEN_PIPE
 
     return wrapper
 

@@ -159,7 +159,11 @@ def upscale_image_file(src: Path, job: Job) -> Path:
     from torch_sr.inference.upscaler import NonFiniteOutputError
 
     image = read_image(src)
-    dst = job.output_for(src, f".{job.format}" if job.format else src.suffix)
+    suffix = f".{job.format}" if job.format else src.suffix
+    if suffix.lower() not in IMAGE_SUFFIXES:  # a still GIF, a file without a suffix: read, but not writable so
+        warnings.warn(f"{src}: {suffix or 'a file without a suffix'} is not an output format; writing PNG (--format)")
+        suffix = ".png"
+    dst = job.output_for(src, suffix)
     try:
         upscaled = job.upscaler.upscale_array(image.array)
     except NonFiniteOutputError as e:
@@ -302,6 +306,11 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and args.scale < 1:
         raise TorchSRError(f"--scale {args.scale}: must be a positive scale factor (2, 4, ...)")
     set_max_pixels(args.max_pixels)
+    from torch_sr.files import check_output_folder
+
+    for folder, option in ((args.out_dir, "-o/--out-dir"), (args.frames_dir, "--frames-dir")):
+        if folder is not None:
+            check_output_folder(folder, option)
     paths, errors = collect_inputs(args.inputs, args.suffix, recursive=args.recursive)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
