@@ -122,6 +122,24 @@ def test_jpeg_and_webp_quality_and_chroma(tmp_path, model_path):
             run(["-m", model_path, *bad, tmp_path / "a.png"])
 
 
+def test_a_lossless_webp_stays_lossless_unless_a_quality_is_given(tmp_path, model_path):
+    from PIL import Image
+
+    from torch_sr.inference.image_io import _is_lossless_webp
+
+    Image.fromarray(image()).save(tmp_path / "l.webp", lossless=True)
+    Image.fromarray(image()).save(tmp_path / "q.webp", quality=80)
+    Image.fromarray(image()).convert("RGBA").save(tmp_path / "qa.webp", quality=80)  # ALPH + VP8 chunks
+    assert [_is_lossless_webp(tmp_path / f"{n}.webp") for n in ("l", "q", "qa")] == [True, False, False]
+    assert run(["-m", model_path, tmp_path / "l.webp", tmp_path / "q.webp"]) == EXIT_OK
+    assert _is_lossless_webp(tmp_path / "l_sr.webp") and not _is_lossless_webp(tmp_path / "q_sr.webp")
+    out = read_image(tmp_path / "l_sr.webp").array
+    assert run(["-m", model_path, "--format", "png", tmp_path / "l.webp"]) == EXIT_OK
+    np.testing.assert_array_equal(out, read_image(tmp_path / "l_sr.png").array)  # exactly the model's pixels
+    assert run(["-m", model_path, "--quality", "90", "--suffix", "_q", tmp_path / "l.webp"]) == EXIT_OK
+    assert not _is_lossless_webp(tmp_path / "l_q.webp")
+
+
 def test_format_bit_depth_grey_and_alpha_are_kept(tmp_path, model_path):
     write_image(tmp_path / "deep.png", image(channels=3, dtype=np.uint16))
     write_image(tmp_path / "grey.png", image(channels=1))

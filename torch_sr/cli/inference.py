@@ -76,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quality",
         type=_quality,
-        default=DEFAULT_QUALITY,
         metavar="Q",
-        help="JPEG and WebP quality, 1 (smallest file) to 100 (default: %(default)s; other formats are lossless)",
+        help=f"JPEG and WebP quality, 1 (smallest file) to 100 (default: {DEFAULT_QUALITY}, and lossless WebP stays "
+        "lossless; other formats are lossless)",
     )
     p.add_argument(
         "--chroma",
@@ -130,7 +130,7 @@ class Job:
     video_codec: str = "auto"
     video_format: str = "mp4"
     frames_dir: Path | None = None
-    quality: int = DEFAULT_QUALITY
+    quality: int | None = None  # None: DEFAULT_QUALITY, and a lossless WebP input stays lossless
     chroma: str = DEFAULT_CHROMA
     subfolders: dict[Path, Path] = field(default_factory=dict)  # input -> its folder under the folder/glob given
     claimed: dict[Path, Path] = field(default_factory=dict)  # resolved output -> its input
@@ -168,7 +168,8 @@ def upscale_image_file(src: Path, job: Job) -> Path:
         upscaled = job.upscaler.upscale_array(image.array)
     except NonFiniteOutputError as e:
         raise TorchSRError(f"{src}: {e}") from None
-    write_image(dst, upscaled, image.icc_profile, quality=job.quality, chroma=job.chroma)
+    quality, lossless = job.quality or DEFAULT_QUALITY, image.lossless_webp and job.quality is None
+    write_image(dst, upscaled, image.icc_profile, quality=quality, chroma=job.chroma, lossless=lossless)
     return dst
 
 

@@ -47,10 +47,12 @@ class ImageFileError(TorchSRError):
 
 @dataclass
 class ImageFile:
-    """Pixels of an image file and the colour profile to write back with them."""
+    """Pixels of an image file and what to write back with them: the colour profile, and whether
+    the file was lossless WebP (whose upscale should not come back lossy)."""
 
     array: np.ndarray
     icc_profile: bytes | None = None
+    lossless_webp: bool = False
 
 
 def read_image(path: str | os.PathLike) -> ImageFile:
@@ -81,6 +83,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                 array, icc = _pil_to_array(im, path, icc)
             # read after the pixels: Pillow (13 on) turns a TIFF upright while loading it and drops the tag
             orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            lossless = im.format == "WEBP" and _is_lossless_webp(path)
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
     except Image.DecompressionBombError:
@@ -89,7 +92,22 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         raise
     except _READ_ERRORS as e:
         raise ImageFileError(f"{path}: not a readable image ({e})") from None
-    return ImageFile(apply_orientation(array, orientation), icc)
+    return ImageFile(apply_orientation(array, orientation), icc, lossless)
+
+
+def _is_lossless_webp(path: Path) -> bool:
+    """Whether a WebP file's image is VP8L (lossless) rather than VP8, from its RIFF chunks."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 16)  # the image chunk follows the header and any VP8X/ICCP/ANIM chunks
+    at = 12
+    while at + 8 <= len(data):
+        kind, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+        if kind in (b"VP8L", b"VP8 "):
+            return kind == b"VP8L"
+        if kind == b"ALPH":  # alpha beside a VP8 image: lossy colour
+            return False
+        at += 8 + size + (size & 1)
+    return False
 
 
 def _pil_to_array(im: Image.Image, path: Path, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
@@ -164,10 +182,12 @@ def write_image(
     icc_profile: bytes | None = None,
     quality: int = DEFAULT_QUALITY,
     chroma: str = DEFAULT_CHROMA,
+    lossless: bool = False,
 ) -> Path:
     """Write `array` atomically in the format named by the suffix, as close to it as the format allows.
 
-    `quality` (1-100) applies to JPEG and WebP, `chroma` ("444" or "420" subsampling) to JPEG.
+    `quality` (1-100) applies to JPEG and WebP, `chroma` ("444" or "420" subsampling) to JPEG;
+    `lossless` writes WebP losslessly (as the other formats but JPEG always are).
     16 bits are kept in PNG (any channels) and TIFF (grey); elsewhere they become 8 bits. Channels
     the format lacks are added (grey -> RGB for WebP) or, for alpha in JPEG, flattened onto white;
     each reduction is warned about. The ICC profile is kept where the format stores one.
@@ -191,7 +211,9 @@ def write_image(
     options: dict[str, object] = {}
     if icc_profile and fmt in _KEEPS_ICC:
         options["icc_profile"] = icc_profile
-    if fmt in ("JPEG", "WEBP"):
+    if fmt == "WEBP" and lossless:
+        options["lossless"] = True
+    elif fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
     if fmt == "JPEG":
         options["subsampling"] = CHROMA_SUBSAMPLING[chroma]
