@@ -50,3 +50,15 @@ def test_every_installed_command_is_checked():
 
     installed = re.findall(r'"torch-sr-[\w-]+=torch_sr\.cli\.(\w+):main"', (ROOT / "setup.py").read_text())
     assert sorted(installed) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_usage_error_is_one_line_with_status_2(command, capsys):
+    import importlib
+
+    main = importlib.import_module(f"torch_sr.cli.{command}").main
+    with pytest.raises(SystemExit) as e:
+        main(["--no-such-option"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: ") and err.rstrip().endswith("--help)")

@@ -11,6 +11,7 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
 
 from torch_sr.errors import TorchSRError
 from torch_sr.pixel_limit import DEFAULT_MAX_PIXELS
@@ -50,6 +51,14 @@ def exit_status_epilog(meanings: Mapping[int, str]) -> str:
     codes = {**meanings, EXIT_INTERRUPTED: meanings.get(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")}
     width = max(len(str(code)) for code in codes) + 2
     return "exit status:\n" + "\n".join(f"  {str(code).ljust(width)}{text}" for code, text in sorted(codes.items()))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, like every other error of these commands:
+    `error: <what> (see <command> --help)` and status 2, without the usage block above it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -1,16 +1,15 @@
 """`torch-sr-deepen`: write a deeper copy of a trained srvgg model that computes the same outputs."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import ArgumentParser, EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 
 
 @reports_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="torch-sr-deepen",
         description="Write a deeper copy of a trained srvgg model that computes the same outputs "
         "(for training on with init_weights).",

@@ -10,13 +10,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import ArgumentParser, EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
 from torch_sr.deploy import OPSET, OPSETS
 from torch_sr.errors import TorchSRError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="torch-sr-export",
         description="Export a model file or training checkpoint: as a small float16 model file to ship or share "
         "(OUTPUT), and/or as an ONNX file for ONNX Runtime, TensorRT, OpenVINO or ncnn (--onnx). See "

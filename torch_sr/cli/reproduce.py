@@ -17,7 +17,9 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import (
+    ArgumentParser, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors,
+)  # fmt: skip
 from torch_sr.errors import TorchSRError
 
 RECIPES = Path("configs/recipes")
@@ -34,7 +36,7 @@ WRITES = ("deepen", "export")  # steps whose second argument is the file they wr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="torch-sr-reproduce",
         description="Reproduce a shipped model from scratch: run its recipe's training stages, deepening and export "
         "steps in order (from the repository root). Running it again continues where it stopped.",

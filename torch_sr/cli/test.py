@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch_sr.cli.common import EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors
+from torch_sr.cli.common import (
+    ArgumentParser, EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
+)  # fmt: skip
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import MIN_TILE
 from torch_sr.pixel_limit import set_max_pixels
@@ -31,7 +33,7 @@ DEFAULT_FIGURE_DIR = Path("test_results")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="test.py",
         description="Score a super-resolution model on benchmark datasets: PSNR/SSIM (Y channel of BT.601, "
         "scale pixels shaved, as published), with the MATLAB-bicubic baseline beside it.",
