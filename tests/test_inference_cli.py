@@ -140,6 +140,33 @@ def test_a_lossless_webp_stays_lossless_unless_a_quality_is_given(tmp_path, mode
     assert not _is_lossless_webp(tmp_path / "l_q.webp")
 
 
+@pytest.mark.parametrize("fmt", ["jpg", "png", "webp"])
+def test_exif_is_carried_to_the_output_upright_and_with_its_new_size(tmp_path, model_path, fmt):
+    """Camera, date and GPS survive the upscale; the orientation is spent on the pixels, the size is the new one."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0132] = 6, "Canon", "2026:12:03 08:00:00"  # orientation, make, date
+    exif.get_ifd(0x8769).update({0xA002: 12, 0xA003: 10, 0x9003: "2026:12:03 08:00:00"})  # stored size, taken
+    Image.fromarray(image(10, 12)).save(tmp_path / "cam.jpg", exif=exif, quality=95)
+    assert run(["-m", model_path, "--format", fmt, tmp_path / "cam.jpg"]) == EXIT_OK
+    with Image.open(tmp_path / f"cam_sr.{fmt}") as out:
+        assert out.size == (20, 24)  # upright: stored 12 wide, turned to 10 wide, then x2
+        got = out.getexif()
+        assert (got.get(0x010F), got.get(0x0132), got.get(0x0112)) == ("Canon", "2026:12:03 08:00:00", None)
+        ifd = got.get_ifd(0x8769)
+        assert (ifd.get(0xA002), ifd.get(0xA003), ifd.get(0x9003)) == (20, 24, "2026:12:03 08:00:00")
+
+
+def test_a_tiffs_own_tags_are_not_taken_for_exif(tmp_path, model_path):
+    from PIL import Image
+
+    Image.fromarray(image()).save(tmp_path / "t.tif")
+    assert run(["-m", model_path, "--format", "jpg", tmp_path / "t.tif"]) == EXIT_OK
+    with Image.open(tmp_path / "t_sr.jpg") as out:
+        assert len(out.getexif()) == 0
+
+
 def test_format_bit_depth_grey_and_alpha_are_kept(tmp_path, model_path):
     write_image(tmp_path / "deep.png", image(channels=3, dtype=np.uint16))
     write_image(tmp_path / "grey.png", image(channels=1))

@@ -169,7 +169,7 @@ def upscale_image_file(src: Path, job: Job) -> Path:
     except NonFiniteOutputError as e:
         raise TorchSRError(f"{src}: {e}") from None
     quality, lossless = job.quality or DEFAULT_QUALITY, image.lossless_webp and job.quality is None
-    write_image(dst, upscaled, image.icc_profile, quality=quality, chroma=job.chroma, lossless=lossless)
+    write_image(dst, upscaled, image.icc_profile, quality=quality, chroma=job.chroma, lossless=lossless, exif=image.exif)
     return dst
 
 

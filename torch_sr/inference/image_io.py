@@ -1,7 +1,8 @@
-"""Reading and writing image files as numpy arrays, keeping bit depth, greyscale, alpha and ICC.
+"""Reading and writing image files as numpy arrays, keeping bit depth, greyscale, alpha, ICC and EXIF.
 
 Arrays are `HW` (grey) or `HWC` (grey+alpha, RGB, RGBA), `uint8` or `uint16`, with the EXIF
-orientation already applied. Pillow does the work, except for 16-bit PNGs with colour or alpha,
+orientation already applied; the rest of the EXIF block (camera, date, GPS) is carried to outputs
+that store one, with the orientation dropped and the pixel size corrected. Pillow does the work, except for 16-bit PNGs with colour or alpha,
 which it reduces to 8 bits on reading and refuses on writing: `torch_sr.inference.png16` codes
 those.
 """
@@ -37,6 +38,8 @@ FORMATS = {
 # BMPs without their alpha, so BMP counts as opaque.
 _CHANNELS = {"PNG": {1, 2, 3, 4}, "TIFF": {1, 2, 3, 4}, "JPEG": {1, 3}, "WEBP": {3, 4}, "BMP": {1, 3}}
 _KEEPS_ICC = {"PNG", "JPEG", "WEBP", "TIFF"}
+_EXIF_BLOCK = {"JPEG", "PNG", "WEBP"}  # formats that store EXIF as a block of its own, read and written
+_EXIF_IFD, _PIXEL_X, _PIXEL_Y = 0x8769, 0xA002, 0xA003
 _ORIENTATION_TAG = 0x0112
 _READ_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError, EOFError, struct.error, zlib.error)
 
@@ -47,12 +50,14 @@ class ImageFileError(TorchSRError):
 
 @dataclass
 class ImageFile:
-    """Pixels of an image file and what to write back with them: the colour profile, and whether
-    the file was lossless WebP (whose upscale should not come back lossy)."""
+    """Pixels of an image file and what to write back with them: the colour profile, the EXIF block
+    (without its orientation: the pixels are upright), and whether the file was lossless WebP (whose
+    upscale should not come back lossy)."""
 
     array: np.ndarray
     icc_profile: bytes | None = None
     lossless_webp: bool = False
+    exif: bytes | None = None
 
 
 def read_image(path: str | os.PathLike) -> ImageFile:
@@ -82,8 +87,11 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             else:
                 array, icc = _pil_to_array(im, path, icc)
             # read after the pixels: Pillow (13 on) turns a TIFF upright while loading it and drops the tag
-            orientation = im.getexif().get(_ORIENTATION_TAG, 1)
+            exif = im.getexif()
+            orientation = exif.pop(_ORIENTATION_TAG, 1)
             lossless = im.format == "WEBP" and _is_lossless_webp(path)
+            # a TIFF's "EXIF" is its own structure (strips, sizes): only a separate EXIF block travels
+            kept = exif.tobytes() if len(exif) and im.format in _EXIF_BLOCK else None
     except FileNotFoundError:
         raise ImageFileError(f"{path}: no such file") from None
     except Image.DecompressionBombError:
@@ -92,7 +100,18 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         raise
     except _READ_ERRORS as e:
         raise ImageFileError(f"{path}: not a readable image ({e})") from None
-    return ImageFile(apply_orientation(array, orientation), icc, lossless)
+    return ImageFile(apply_orientation(array, orientation), icc, lossless, kept)
+
+
+def _resized_exif(block: bytes, width: int, height: int) -> bytes:
+    """The EXIF block with its recorded pixel size (where it has one) set to `width` x `height`."""
+    exif = Image.Exif()
+    exif.load(block)
+    ifd = exif.get_ifd(_EXIF_IFD)
+    for tag, value in ((_PIXEL_X, width), (_PIXEL_Y, height)):
+        if tag in ifd:
+            ifd[tag] = value
+    return exif.tobytes()
 
 
 def _is_lossless_webp(path: Path) -> bool:
@@ -183,11 +202,14 @@ def write_image(
     quality: int = DEFAULT_QUALITY,
     chroma: str = DEFAULT_CHROMA,
     lossless: bool = False,
+    exif: bytes | None = None,
 ) -> Path:
     """Write `array` atomically in the format named by the suffix, as close to it as the format allows.
 
     `quality` (1-100) applies to JPEG and WebP, `chroma` ("444" or "420" subsampling) to JPEG;
-    `lossless` writes WebP losslessly (as the other formats but JPEG always are).
+    `lossless` writes WebP losslessly (as the other formats but JPEG always are). `exif` (a block
+    as `ImageFile.exif`) is written into JPEG, PNG and WebP files with its pixel size set to the
+    array's (not into 16-bit PNGs, whose encoder is our own).
     16 bits are kept in PNG (any channels) and TIFF (grey); elsewhere they become 8 bits. Channels
     the format lacks are added (grey -> RGB for WebP) or, for alpha in JPEG, flattened onto white;
     each reduction is warned about. The ICC profile is kept where the format stores one.
@@ -211,6 +233,8 @@ def write_image(
     options: dict[str, object] = {}
     if icc_profile and fmt in _KEEPS_ICC:
         options["icc_profile"] = icc_profile
+    if exif and fmt in _EXIF_BLOCK:
+        options["exif"] = _resized_exif(exif, im.width, im.height)
     if fmt == "WEBP" and lossless:
         options["lossless"] = True
     elif fmt in ("JPEG", "WEBP"):
