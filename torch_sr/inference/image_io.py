@@ -2,9 +2,9 @@
 
 Arrays are `HW` (grey) or `HWC` (grey+alpha, RGB, RGBA), `uint8` or `uint16`, with the EXIF
 orientation already applied; the rest of the EXIF block (camera, date, GPS) is carried to outputs
-that store one, with the orientation dropped and the pixel size corrected. Pillow does the work, except for 16-bit PNGs with colour or alpha,
-which it reduces to 8 bits on reading and refuses on writing: `torch_sr.inference.png16` codes
-those.
+that store one, with the orientation dropped and the pixel size corrected. Pillow does the work,
+except for 16-bit PNGs with colour or alpha, which it reduces to 8 bits on reading and refuses on
+writing: `torch_sr.inference.png16` codes those.
 """
 from __future__ import annotations
 
