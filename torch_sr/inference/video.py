@@ -135,19 +135,7 @@ def upscale_video(
                                            size=(first.width, first.height), progress=progress)
 
         _decoding(src, lambda: atomic_write(dst, write))
-        _note_missing_frames(inp, video, result.frames, result.notes)
     return result
-
-
-def _note_missing_frames(inp, video, decoded: int, notes: list[str]) -> None:
-    """Say so when far fewer frames decoded than the container declares (or its duration implies):
-    FFmpeg stops quietly at the end of a truncated file."""
-    expected, why = video.frames, "declares"
-    if not expected and inp.duration and video.average_rate:
-        expected = round(inp.duration / 1_000_000 * float(video.average_rate))
-        why = f"lasts {inp.duration / 1_000_000:.1f} s at {float(video.average_rate):g} fps, about"
-    if expected and decoded < 0.9 * expected - 1:
-        notes.append(f"only {decoded} frames could be decoded where the input {why} {expected}: it may be truncated or damaged")
 
 
 def upscale_video_to_frames(
@@ -174,11 +162,9 @@ def upscale_video_to_frames(
                     bar.update(1)
 
         _decoding(src, run)
-        notes = [f"{count} frames written to {folder}"]
-        _note_missing_frames(inp, video, count, notes)
     if count == 0:
         raise VideoError(f"{src}: no video frame could be decoded")
-    return VideoResult(count, None, notes)
+    return VideoResult(count, None, [f"{count} frames written to {folder}"])
 
 
 # -- reading --------------------------------------------------------------------------------------
