@@ -253,6 +253,17 @@ def test_outputs_never_land_among_the_images_being_scored(tiny_model, tmp_path, 
     assert [p.name for p in hr.iterdir()] == ["a.png"] and np.array(Image.open(hr / "a.png")).max() == 90
 
 
+def test_outputs_never_land_in_a_dataset_folder_whose_split_holds_the_images(tiny_model, tmp_path, capsys):
+    """`-d mydata` scores mydata/test/*.png when mydata/ has no image of its own: writing into mydata/
+    would make the next run score the outputs instead."""
+    split = tmp_path / "mydata" / "test"
+    split.mkdir(parents=True)
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(split / "a.png")
+    assert main([str(tiny_model), "-d", str(tmp_path / "mydata"), "-o", str(tmp_path)]) == 2
+    assert "holds images being scored" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mydata").iterdir()] == ["test"]
+
+
 @pytest.mark.parametrize("target, message", [("FOLDER", "is a folder"), ("FOLDER/pic0.png/x.json", "which is a file")])
 def test_an_unwritable_json_target_is_refused_before_scoring(tiny_model, folder, capsys, target, message):
     target = target.replace("FOLDER", str(folder))

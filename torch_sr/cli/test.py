@@ -133,10 +133,14 @@ def model_labels(paths: Sequence[str]) -> list[str]:
     return labels
 
 
-def _refuse_writing_among_inputs(sets: list[tuple[str, list[Path]]], args: argparse.Namespace, labels: list[str]) -> None:
-    """Refuse, before any work, an output folder (`-o`, figures) that holds images being scored: SR
-    images would replace HR ones, and any file written there would join the set on the next run."""
+def _refuse_writing_among_inputs(
+    sets: list[tuple[str, list[Path]]], specs: list[str], args: argparse.Namespace, labels: list[str]
+) -> None:
+    """Refuse, before any work, an output folder (`-o`, figures) that holds images being scored, or
+    is a dataset folder named by -d (whose `test/` sub-folder holds them): SR images would replace HR
+    ones, and any file written there would join the set on the next run."""
     inputs = {p.parent.resolve() for _, paths in sets for p in paths}
+    inputs |= {Path(s).expanduser().resolve() for s in specs if Path(s).expanduser().is_dir()}
     for name, _ in sets:
         folders = []
         if args.out_dir:
@@ -146,8 +150,8 @@ def _refuse_writing_among_inputs(sets: list[tuple[str, list[Path]]], args: argpa
         for folder in folders:
             if folder.resolve() in inputs:
                 raise TorchSRError(
-                    f"{folder} holds images being scored: writing the {name} outputs there would mix them with "
-                    "(or replace) the HR images; choose another -o/--out-dir"
+                    f"{folder} holds images being scored (or is their dataset folder): writing the {name} outputs "
+                    "there would mix them with (or replace) the HR images; choose another -o/--out-dir"
                 )
 
 
@@ -268,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("x8 self-ensemble (--tta): every model score below is of the mean of 8 flipped/transposed outputs")
     results: list[list] = [[] for _ in runs]  # per model, per dataset
     sets = [(dataset_name(s), resolve_images(s, args.split, args.data_root, download=not args.no_download)) for s in specs]
-    _refuse_writing_among_inputs(sets, args, labels if several else [])
+    _refuse_writing_among_inputs(sets, specs, args, labels if several else [])
     for name, paths in sets:
         dataset = SREvalDataset(paths, scale, cache=False, degradation=degradation)
         best = BestImages(args.show) if args.show else None
