@@ -45,6 +45,17 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
     assert proc.wait(timeout=60) == 141 and err == "", err
 
 
+def test_a_broken_pipe_elsewhere_is_not_taken_for_a_gone_reader():
+    """An encoder's pipe breaking is a failure to show, not `| head` closing our output."""
+
+    @reports_errors
+    def main(argv=None):
+        raise BrokenPipeError("the encoder went away")
+
+    with pytest.raises(BrokenPipeError):
+        main([])
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -83,7 +83,7 @@ def test_bad_recipes_are_named(tmp_path, monkeypatch, capsys):
     assert "step 2" in err and all(tool in err for tool in TOOLS)
 
 
-@pytest.mark.parametrize("status", [130, 143])
+@pytest.mark.parametrize("status", [130, 141, 143])
 def test_a_step_stopped_by_a_signal_ends_the_recipe_with_its_status(tmp_path, monkeypatch, capsys, status):
     """Ctrl-C or SIGTERM in a training step (which checkpoints first) is not an error: run it again to continue."""
     import torch_sr.cli.reproduce as reproduce

@@ -57,6 +57,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
+        if _storage_failure(e) is not None:
+            raise TorchSRError(f"{path}: could not be written ({e.strerror}); nothing was written") from None
         raise OutputPathError(f"{path}: cannot write there ({e.strerror or e}); choose another place") from None
     try:
         if hasattr(os, "fchmod"):  # POSIX

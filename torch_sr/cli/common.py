@@ -8,6 +8,7 @@ import argparse
 import functools
 import os
 import re
+import select
 import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,8 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except BrokenPipeError:
+            if not _stdout_closed():
+                raise  # another pipe (an encoder's, say): a real failure, with its traceback
             # Python's advice: point the closed stream at devnull, so the flush at exit raises nothing more
             try:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -44,6 +47,19 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
             return EXIT_BROKEN_PIPE
 
     return wrapper
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of our standard output has gone away (its pipe reports an error)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stdout (tests, notebooks)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no way to ask; assume it was ours
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def exit_status_epilog(meanings: Mapping[int, str]) -> str:

@@ -31,7 +31,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "interpolate": ("python net_interpolation.py", "torch_sr.cli.net_interpolation"),
     "test": ("python test.py", "torch_sr.cli.test"),
 }
-STOPPED = (EXIT_INTERRUPTED, 143)  # a training step stopped by Ctrl-C or SIGTERM after a checkpoint
+STOPPED = (EXIT_INTERRUPTED, 141, 143)  # Ctrl-C or SIGTERM (after a checkpoint), or our reader gone
 WRITES = ("deepen", "export")  # steps whose second argument is the file they write (interpolate: its last)
 
 
