@@ -151,6 +151,28 @@ def test_train_max_pixels_sets_the_limit_for_its_data(tmp_path, capsys, monkeypa
     assert main([str(path), *flags, "--max-pixels", "1024"]) == 0
 
 
+class _LimitSeen(torch.utils.data.Dataset):
+    """What pixel limit a loader worker runs under."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return pixel_limit.max_pixels()
+
+
+def test_training_loader_workers_started_by_spawn_keep_the_raised_limit():
+    """Spawned workers (macOS, Windows; forkserver on Python 3.14) start at the default limit."""
+    from torch_sr.training.data import build_train_loader
+
+    pixel_limit.set_max_pixels(80_000_000)
+    built = build_train_loader(_LimitSeen(), 2, 0, 1, num_workers=1)
+    loader = torch.utils.data.DataLoader(
+        _LimitSeen(), batch_size=2, num_workers=1, multiprocessing_context="spawn", worker_init_fn=built.worker_init_fn
+    )
+    assert next(iter(loader)).tolist() == [80_000_000, 80_000_000]
+
+
 def test_a_symlink_loop_input_is_reported_and_the_others_still_run(tmp_path, tiny_model, capsys):
     write_image(tmp_path / "good.png", np.full((8, 8, 3), 128, np.uint8))
     loop = tmp_path / "loop.png"

@@ -35,6 +35,12 @@ def set_max_pixels(limit: int) -> None:
     Image.MAX_IMAGE_PIXELS = max(_limit, PILLOW_MAX_PIXELS)
 
 
+def in_worker(limit: int, worker_id: int = 0) -> None:
+    """A DataLoader `worker_init_fn` (bound with functools.partial to the parent's limit): workers
+    started by spawn or forkserver (macOS, Windows, Python 3.14's Linux default) begin at the default."""
+    set_max_pixels(limit)
+
+
 def check_pixels(path: str | os.PathLike, width: int, height: int, error: type[TorchSRError] = TorchSRError) -> None:
     """Raise `error` naming `path` when a `width` x `height` image exceeds the limit."""
     if width * height > _limit:

@@ -1,6 +1,7 @@
 """A stage's training loader and validation sets, built from the config's dataset names."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from torch_sr import pixel_limit
 from torch_sr.config.schema import TrainConfig
 from torch_sr.errors import ConfigError
 from torch_sr.training.sampler import GlobalBatchSampler, epoch_permutation
@@ -106,6 +108,7 @@ def build_train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         generator=torch.Generator(),  # the loader's own base seed, so the global torch RNG is not drawn
+        worker_init_fn=functools.partial(pixel_limit.in_worker, pixel_limit.max_pixels()) if num_workers else None,
     )
 
 
