@@ -73,9 +73,17 @@ def test_interrupted_run_resumes_bit_identically(straight, tmp_path, stop_after,
         assert_same_state(a["state_dict"], b["state_dict"])
 
 
-def test_a_signal_mid_iteration_checkpoints_a_state_that_resumes_bit_identically(straight, tmp_path, monkeypatch):
-    """SIGTERM arriving while the GAN stage's forward passes run (after they moved the discriminator's
-    batch-norm statistics): the checkpoint must still continue exactly as the straight run."""
+@pytest.mark.parametrize(
+    "stage, call, status",
+    [("ESRGAN", 2, 128 + signal.SIGTERM), ("PSNR", 4, 128 + signal.SIGTERM), ("ESRGAN", 4, 0)],
+    ids=["mid-GAN-stage", "in-stage-1s-last-iteration", "in-the-runs-last-iteration"],
+)
+def test_a_signal_mid_iteration_checkpoints_a_state_that_resumes_bit_identically(
+    straight, tmp_path, monkeypatch, stage, call, status
+):
+    """SIGTERM arriving while an iteration's forward passes run (in the GAN stage they have moved the
+    discriminator's batch-norm statistics): the checkpoint must still continue exactly as the straight
+    run; in the run's very last iteration the run simply completes."""
     root, cfg, expected = straight
     out = tmp_path / "out"
     path = write_config(tmp_path / "c.json", cfg)
@@ -84,12 +92,12 @@ def test_a_signal_mid_iteration_checkpoints_a_state_that_resumes_bit_identically
 
     def signalled_in_stage_2(self, losses, state):
         calls.append(state.stage.name)
-        if calls.count("ESRGAN") == 2:
+        if calls.count(stage) == call and state.stage.name == stage:
             self.stop.signum = signal.SIGTERM
         return agree(self, losses, state)
 
     monkeypatch.setattr(Session, "agree", signalled_in_stage_2)
-    assert main([str(path), *flags]) == 128 + signal.SIGTERM
+    assert main([str(path), *flags]) == status
     monkeypatch.setattr(Session, "agree", agree)
     assert main(["--resume", *flags]) == 0
     resumed = checkpoints(out)

@@ -157,7 +157,7 @@ def _at_intervals(session: Session, state: TrainState, objective: Objective, val
         session.save_model(state, "final")
     if it % options.checkpoint_interval == 0 or last:
         session.save_checkpoint(state)
-    if session.stopping:
+    if session.stopping and not last:  # after the last, the run goes on to the next stage or ends (run.py)
         session.stop_here(state, f"received {session.stop.name}")
     if options.stop_after is not None and session.iterations_run >= options.stop_after:
         session.stop_here(state, f"--stop-after {options.stop_after}", exit_code=0)

@@ -95,7 +95,8 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
     check_batch_split((s for s in stages if s.order >= first), session.ctx.world_size)
     carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
-    for stage in (s for s in stages if s.order >= first):
+    todo = [s for s in stages if s.order >= first]
+    for stage in todo:
         resume = checkpoint if stage.order == first else None
         state, objective, train_set, val_sets = prepare_stage(session, stage, resume, carried, step_offset)
         phase = f" (phase {stage.phase + 1}/{stage.num_phases})" if stage.phase is not None else ""
@@ -111,7 +112,9 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
         step_offset = state.step_offset + state.total_iterations
         if session.ctx.is_main:
             finals.append(model_path(session.options.output_dir, session.prefix(stage), "final"))
-    return finals
+        if session.stopping and stage is not todo[-1]:  # a stop in a stage's last iteration: before the next
+            session.stop_here(state, f"received {session.stop.name}")
+    return finals  # a stop in the run's very last iteration: the run is complete anyway
 
 
 def _check_network_sizes(stages) -> None:
