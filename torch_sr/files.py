@@ -78,16 +78,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     return path
 
 
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing one of `folder` and its parents, when it is a file: nothing can be made in it."""
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
+
+
 def check_output_folder(folder: str | os.PathLike, option: str = "") -> None:
     """Refuse, before any work, a folder to write into that is a file (or lies under one)."""
     folder = Path(folder)
-    named = f"{option} {folder}" if option else str(folder)
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                where = "is" if parent == folder else f"lies under {parent}, which is"
-                raise OutputPathError(f"{named}: {where} a file, not a folder; choose another {option or 'folder'}")
-            return
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        named = f"{option} {folder}" if option else str(folder)
+        where = "is" if blocker == folder else f"lies under {blocker}, which is"
+        raise OutputPathError(f"{named}: {where} a file, not a folder; choose another {option or 'folder'}")
 
 
 def check_output_file(path: str | os.PathLike, option: str = "") -> None:
@@ -96,11 +100,9 @@ def check_output_file(path: str | os.PathLike, option: str = "") -> None:
     named = f"{option} {path}" if option else str(path)
     if path.is_dir():
         raise OutputPathError(f"{named}: is a folder; give a file name")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise OutputPathError(f"{named}: lies under {parent}, which is a file, not a folder; choose another path")
-            return
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise OutputPathError(f"{named}: lies under {blocker}, which is a file, not a folder; choose another path")
 
 
 def refuse_existing(path: str | os.PathLike) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_sr.cli.common import (
-    ArgumentParser, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors,
+    ArgumentParser, EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HelpFormatter, exit_status_epilog,
+    reports_errors,
 )  # fmt: skip
 from torch_sr.errors import TorchSRError
 
@@ -31,7 +32,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "interpolate": ("python net_interpolation.py", "torch_sr.cli.net_interpolation"),
     "test": ("python test.py", "torch_sr.cli.test"),
 }
-STOPPED = (EXIT_INTERRUPTED, 141, 143)  # Ctrl-C or SIGTERM (after a checkpoint), or our reader gone
+STOPPED = (EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, 143)  # Ctrl-C or SIGTERM (after a checkpoint), or our reader gone
 WRITES = ("deepen", "export")  # steps whose second argument is the file they write (interpolate: its last)
 
 
