@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gan_texture_module import gan_texture
+from benchmark_scripts import gan_texture
 from torch_sr import weights
 from torch_sr.cli import test as test_cli
 from torch_sr.data.degradation_specs import parse_degradation

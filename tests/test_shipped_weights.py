@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gan_texture_module import gan_texture
+from benchmark_scripts import gan_texture
 from torch_sr import weights
 from torch_sr.model_files.model_file import load_model, read_model_file
 from torch_sr.config import config_to_dict, load_config
