@@ -79,6 +79,26 @@ def test_tiles_cover_overlap_align_and_weights_sum_to_one(length, tile, overlap,
         torch.testing.assert_close(total, torch.ones_like(total))
 
 
+def test_small_aligned_tiles_never_reach_past_their_neighbours():
+    """Cuts rounded to `align` once fell closer than the overlap: three tiles covered some pixels and
+    their weights summed to less than one (a dark stripe). Every small tile, overlap and length."""
+    for align, tile in itertools.product([1, 2, 4], range(4, 41)):
+        for overlap, length in itertools.product(sorted({0, 2, tile // 4}), range(tile + 1, 3 * tile + 5)):
+            spans = tiling.tile_spans(length, tile, overlap, align)
+            assert all(a1 <= b0 for (_, a1), (b0, _) in zip(spans, spans[2:])), (align, tile, overlap, length, spans)
+            assert max(b - a for a, b in spans) <= max(tile + 2 * align, 24)
+
+
+def test_a_model_that_needs_multiples_of_four_tiles_into_the_same_image():
+    model = RRDBNet(scale_factor=1, num_basic_blocks=1, rrdb_channels=8, growth_channels=4, pixel_unshuffle=4).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.conv_last.bias.fill_(0.5)  # 0.5 everywhere: any weight that does not sum to one shows
+    out = Upscaler(model, device="cpu", tile=16).upscale_tensor(torch.rand(1, 3, 25, 40))
+    torch.testing.assert_close(out, torch.full_like(out, 0.5))
+
+
 def test_the_overlap_is_capped_at_a_quarter_of_the_tile():
     """So every tile keeps at least half its pixels: a larger overlap would only cost more tiles."""
     for spans in tiling.tile_grid(300, 200, 64, overlap=48):

@@ -52,13 +52,17 @@ def tile_spans(length: int, tile: int, overlap: int, align: int = 1) -> list[Spa
     channels, `size_multiple`, see the same pixel grid as on the whole image), and every tile
     reaches `overlap / 2` (rounded up to `align`) past its cuts: neighbours share `overlap` pixels
     centred on each cut, and only neighbours overlap, which keeps the blending weights a partition
-    of unity.
+    of unity. Tiles are at most `tile + 2 * align` long (tiles under 16 pixels
+    may grow to 24, to keep that).
     """
     if length <= tile:
         return [(0, length)]
     margin = math.ceil(overlap / 2 / align) * align
     core = max(align, tile - 2 * margin)
     n = 2 if length <= 2 * (tile - margin) else math.ceil(length / core)
+    # Cores of at least 2 * margin + align: rounded to `align`, consecutive cuts then stay 2 * margin
+    # apart, so a tile never reaches the tile after its neighbour (small tiles grow a little instead).
+    n = min(n, max(2, length // (2 * margin + align)))
     cuts = sorted({round(k * length / n / align) * align for k in range(1, n)} - {0, length})
     bounds = [0, *cuts, length]
     return [(max(0, a - margin), min(length, b + margin)) for a, b in zip(bounds, bounds[1:])]
