@@ -2,7 +2,7 @@
 import torch
 
 from torch_sr.archs.srvgg import SRVGGNetCompact
-from torch_sr.model_files.model_file import load_model, model_payload, read_model_file
+from torch_sr.model_files.model_file import load_model, model_payload, read_model_file, save_model
 from torch_sr.cli.export import main
 
 
@@ -55,3 +55,15 @@ def test_the_same_file_for_both_outputs_or_a_folder_is_refused_before_any_work(t
     assert "is a folder" in capsys.readouterr().err
     assert main([str(tmp_path / "final.pth"), str(tmp_path / "final.pth" / "x.pth")]) == 2
     assert "which is a file" in capsys.readouterr().err
+
+
+def test_weights_beyond_float16_are_refused_unless_float32(tmp_path, capsys):
+    model = SRVGGNetCompact(scale_factor=2, num_feat=4, num_conv=2)
+    with torch.no_grad():
+        model.body[0].bias[0] = 1e5  # float16 stores it as inf: the export would not load
+    save_model(model, tmp_path / "big.pth")
+    assert main([str(tmp_path / "big.pth"), str(tmp_path / "half.pth")]) == 2
+    assert "'body.0.bias' holds values beyond float16's range" in capsys.readouterr().err
+    assert not (tmp_path / "half.pth").exists()
+    assert main([str(tmp_path / "big.pth"), str(tmp_path / "full.pth"), "--float32"]) == 0
+    assert load_model(tmp_path / "full.pth").body[0].bias[0] == 1e5

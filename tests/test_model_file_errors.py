@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from reference_archs import randomize_
 from torch_sr.archs.rrdbnet import RRDBNet
 from torch_sr.archs.srvgg import SRVGGNetCompact
 from torch_sr.model_files import model_file
@@ -381,3 +382,51 @@ def test_foreign_state_dict_with_tensors_of_the_wrong_rank(tmp_path, arch):
     torch.save(sd, tmp_path / "rank.pth")
     with pytest.raises(CheckpointError, match=r"rank\.pth: "):
         load_model(tmp_path / "rank.pth")
+
+
+def test_prefer_ema_false_takes_basicsr_params_over_params_ema(tmp_path):
+    raw, ema = tiny_srvgg(), randomize_(tiny_srvgg(), std=0.1)
+    torch.save({"params": raw.state_dict(), "params_ema": ema.state_dict()}, tmp_path / "both.pth")
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(tmp_path / "both.pth")(x), ema(x))
+        torch.testing.assert_close(load_model(tmp_path / "both.pth", prefer_ema=False)(x), raw(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8, torch.bool])
+def test_integer_weights_are_refused_not_cast(tmp_path, dtype):
+    torch.save({k: (v * 1000).to(dtype) for k, v in tiny_srvgg().state_dict().items()}, tmp_path / "int.pth")
+    with pytest.raises(CheckpointError, match=r"int\.pth: tensor '.*' holds (int32|uint8|bool) values; weights must be floating"):
+        load_model(tmp_path / "int.pth")
+
+
+def test_float64_weights_beyond_float32_are_refused_as_inf(tmp_path):
+    sd = {k: v.double() for k, v in tiny_srvgg().state_dict().items()}
+    sd["body.0.weight"][0, 0, 0, 0] = 1e300  # finite in the file, inf in the float32 model
+    torch.save(sd, tmp_path / "huge.pth")
+    with pytest.raises(CheckpointError, match=r"huge\.pth: tensor 'body\.0\.weight' holds NaN or inf"):
+        load_model(tmp_path / "huge.pth")
+    sd["body.0.weight"][0, 0, 0, 0] = 0.5
+    torch.save(sd, tmp_path / "fine.pth")
+    assert load_model(tmp_path / "fine.pth").body[0].weight.dtype == torch.float32
+
+
+def test_a_pytorch_file_named_safetensors_loads_by_its_content(tmp_path):
+    save_model(tiny_srvgg(), tmp_path / "model.safetensors.pth")
+    (tmp_path / "model.safetensors.pth").rename(tmp_path / "model.safetensors")
+    assert isinstance(load_model(tmp_path / "model.safetensors"), SRVGGNetCompact)
+
+
+def test_errors_of_the_state_dict_readers_name_the_file(tmp_path):
+    sd = RRDBNet(2, 3, 8, 4, 1).state_dict()
+    sd["conv_first.weight"] = torch.zeros(8, 5, 3, 3)  # a channel count no image has
+    torch.save(sd, tmp_path / "five.pth")
+    with pytest.raises(CheckpointError, match=r"five\.pth: "):
+        load_model(tmp_path / "five.pth")
+
+
+def test_compile_and_data_parallel_prefixes_in_either_order(tmp_path):
+    model = tiny_srvgg()
+    for prefix in ("_orig_mod.module.", "module._orig_mod.", "module.module."):
+        torch.save({prefix + k: v for k, v in model.state_dict().items()}, tmp_path / "p.pth")
+        assert isinstance(load_model(tmp_path / "p.pth"), SRVGGNetCompact), prefix

@@ -359,3 +359,25 @@ def test_progress_bar_counts_tiles_on_a_terminal(monkeypatch):
     term.text = ""
     Upscaler(ConvShuffle(), device="cpu", tile=8, tile_overlap=0, progress=False).upscale_array(img)
     assert term.text == ""
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_model_converted_to_another_dtype_computes_in_it(dtype):
+    """`model.half()` is a Real-ESRGAN habit: the input follows the weights' dtype (also for auto tiles)."""
+    x = smooth_image()
+    for tile in (None, "auto", 16):
+        want = Upscaler(tiny_rrdbnet(), device="cpu", tile=tile).upscale_tensor(x)
+        out = Upscaler(tiny_rrdbnet().to(dtype), device="cpu", tile=tile).upscale_tensor(x)
+        assert out.dtype == torch.float32 and (out - want).abs().max() < 0.02
+
+
+def test_inputs_that_cannot_be_upscaled_are_named():
+    upscaler = Upscaler(Bicubic(), device="cpu")
+    with pytest.raises(TorchSRError, match="the input holds NaN or inf"):
+        upscaler.upscale_tensor(torch.full((1, 3, 8, 8), float("nan")))
+    with pytest.raises(TorchSRError, match="empty: 8x0 pixels"):
+        upscaler.upscale_tensor(torch.rand(1, 3, 0, 8))
+    with pytest.raises(TorchSRError, match="empty: 0x5 pixels"):
+        upscaler.upscale_array(np.zeros((5, 0, 3), np.uint8))
+    with pytest.raises(TorchSRError, match="tile must be"):
+        Upscaler(Bicubic(), device="cpu", tile=True)

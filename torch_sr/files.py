@@ -373,7 +373,8 @@ def read_weights(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
     else:
         _check_legacy(path, size)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:  # an open file: torch.load would pick its loader by the name's suffix
+            obj = torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise _unpickling_refusal(path, e) from None
     except MemoryError:

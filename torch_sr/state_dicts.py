@@ -53,14 +53,18 @@ def is_state_dict(obj: Any) -> bool:
     )
 
 
-def unwrap_state_dict(obj: Any, source: str = "file") -> StateDict:
-    """Find the tensors inside common wrappers and strip DataParallel/compile prefixes."""
+def unwrap_state_dict(obj: Any, source: str = "file", prefer_ema: bool = True) -> StateDict:
+    """Find the tensors inside common wrappers and strip DataParallel/compile prefixes.
+
+    A BasicSR/Real-ESRGAN file holding both `params_ema` and `params` gives the EMA weights unless
+    `prefer_ema` is false."""
+    wrappers = WRAPPER_KEYS if prefer_ema else ("params", *(k for k in WRAPPER_KEYS if k != "params"))
     for _ in range(4):
         if is_state_dict(obj):
             break
         if not isinstance(obj, dict):
             raise CheckpointError(f"{source}: expected a dict of tensors, found {type(obj).__name__}")
-        key = next((k for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], dict)), None)
+        key = next((k for k in wrappers if k in obj and isinstance(obj[k], dict)), None)
         if key is None:
             found = ", ".join(repr(k) for k in list(obj)[:8])
             raise CheckpointError(
@@ -72,8 +76,9 @@ def unwrap_state_dict(obj: Any, source: str = "file") -> StateDict:
         raise CheckpointError(f"{source}: weights nested too deeply to find")
     sd = {}
     for key, value in obj.items():
-        for prefix in PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
+        prefix = next((p for p in PREFIXES if key.startswith(p)), None)
+        while prefix is not None:  # in any order and number: torch.compile(DDP(m)) gives "_orig_mod.module."
+            key = key[len(prefix) :]
+            prefix = next((p for p in PREFIXES if key.startswith(p)), None)
         sd[key] = value
     return sd

@@ -282,6 +282,11 @@ def memory_budget(device: torch.device, reserved: int = 0) -> float:
     return max(free * MEMORY_FRACTION["cpu"] - reserved, free * 0.1)
 
 
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype a model's inputs must have: that of its weights (a `model.half()` takes float16)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def activation_bytes_per_pixel(
     model: nn.Module, in_channels: int, device: torch.device, align: int = 1, dtype: torch.dtype | None = None
 ) -> float:
@@ -298,7 +303,7 @@ def activation_bytes_per_pixel(
     if device.type == "cuda":
         probe = functools.partial(_cuda_peak, model, in_channels, device, dtype)
         return measured_bytes_per_pixel(probe, [side, 2 * side])
-    x = torch.zeros(1, in_channels, side, side, device=device)
+    x = torch.zeros(1, in_channels, side, side, device=device, dtype=model_dtype(model))
     peak = 0
 
     def hook(_module: nn.Module, inputs: tuple, output: object) -> None:
@@ -339,7 +344,7 @@ def _cuda_peak(model: nn.Module, in_channels: int, device: torch.device, dtype: 
     """
 
     def run() -> None:
-        x = torch.zeros(1, in_channels, side, side, device=device)
+        x = torch.zeros(1, in_channels, side, side, device=device, dtype=model_dtype(model))
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             model(x)
 

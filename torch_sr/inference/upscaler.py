@@ -63,7 +63,7 @@ class Upscaler:
         make_current(self.device)
         if precision not in PRECISIONS:
             raise TorchSRError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not (tile is None or tile == "auto" or (isinstance(tile, int) and tile > 0)):
+        if not (tile is None or tile == "auto" or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
             raise TorchSRError(f"tile must be a positive number of pixels, 'auto' or None, got {tile!r}")
         if tile_overlap < 0:
             raise TorchSRError(f"tile overlap must be >= 0 pixels, got {tile_overlap}")
@@ -74,6 +74,7 @@ class Upscaler:
         if info.scale < 1 or info.size_multiple < 1:
             raise TorchSRError(f"{type(model).__name__}.info: scale and size_multiple must be >= 1, got {info}")
         self.model = model.to(self.device).eval()
+        self.model_dtype = tiling.model_dtype(model)  # a model.half() computes in float16 itself
         if hasattr(model, "optimize_for_inference"):
             model.optimize_for_inference()
         self.scale, self.model_channels, self.size_multiple = info.scale, info.in_channels, info.size_multiple
@@ -125,6 +126,10 @@ class Upscaler:
         n, c, h, w = lr.shape
         if c not in (1, 2, 3, 4):
             raise TorchSRError(f"images must have 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) channels, got {c}")
+        if not n * h * w:
+            raise TorchSRError(f"the image is empty: {w}x{h} pixels, batch of {n}")
+        if lr.is_floating_point() and not torch.isfinite(lr).all():
+            raise TorchSRError("the input holds NaN or inf values; pixels must be finite, in [0, 1]")
         alpha_value = None
         if c in (2, 4):
             alpha = tiling.to_unit_float(lr[:, -1:], lr.device)
@@ -245,6 +250,7 @@ class Upscaler:
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         y = None
+        x = x.to(self.model_dtype)
         if self.autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 y = self.model(x).float()
@@ -256,5 +262,11 @@ class Upscaler:
         if y is None:
             y = self.model(x).float()
             if not torch.isfinite(y).all():
+                if self.model_dtype != torch.float32:
+                    raise NonFiniteOutputError(
+                        f"the model's output is not finite (NaN or inf) in its own {self.model_dtype} weights: "
+                        "give the float32 model (model.float()) with precision='fp16' or 'bf16', which recomputes "
+                        "such tiles in float32"
+                    )
                 raise NonFiniteOutputError("the model's output is not finite (NaN or inf): its weights are broken")
         return y[..., : h * self.scale, : w * self.scale]

@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 
+from torch_sr.errors import CheckpointError
 from torch_sr.files import refuse_existing
 from torch_sr.model_files.model_file import ModelFile, read_model_file, save_model_file
 
@@ -26,6 +28,13 @@ def export_model(
     refuse_existing(output)
     mf = read_model_file(source, prefer_ema=prefer_ema)
     if half:
+        limit = torch.finfo(torch.float16).max
+        too_large = next((k for k, v in mf.state_dict.items() if v.is_floating_point() and v.float().abs().max() > limit), None)
+        if too_large is not None:
+            raise CheckpointError(
+                f"{mf.source}: tensor {too_large!r} holds values beyond float16's range (65504), which float16 "
+                f"would store as inf; export it with --float32 (half=False)"
+            )
         mf = ModelFile(
             mf.arch,
             mf.hparams,

@@ -48,15 +48,22 @@ class ModelFile:
                 f"{self.source}: hyper-parameter value {shown} cannot describe its {len(self.state_dict)} tensors "
                 f"(none larger than {bound} in any dimension); the file is damaged or forged"
             )
-        broken = next((k for k, t in self.state_dict.items() if t.is_floating_point() and not t.isfinite().all()), None)
-        if broken is not None:
-            raise CheckpointError(f"{self.source}: tensor {broken!r} holds NaN or inf: the weights are broken")
         try:
             with torch.device("meta"):
                 skeleton = build_generator(self.arch, **self.hparams)
         except Exception as e:  # noqa: BLE001 - constructors reject bad values with any exception type
             raise CheckpointError(f"{self.source}: cannot build {self.arch} with {self.hparams}: {e}") from None
         check_state_dict_fits(skeleton, self.state_dict, self.source)
+        for key, expected in skeleton.state_dict().items():
+            tensor = self.state_dict[key]
+            if expected.is_floating_point() and not tensor.is_floating_point():
+                raise CheckpointError(
+                    f"{self.source}: tensor {key!r} holds {str(tensor.dtype).removeprefix('torch.')} values; weights "
+                    "must be floating point (float32, float16 or bfloat16): the file is damaged or not a model's weights"
+                )
+            # In the dtype the model computes in: float64 beyond float32's range would become inf there.
+            if tensor.is_floating_point() and not tensor.to(expected.dtype).isfinite().all():
+                raise CheckpointError(f"{self.source}: tensor {key!r} holds NaN or inf: the weights are broken")
 
     def build(self) -> nn.Module:
         """Instantiate the architecture and load the weights, with readable errors on mismatch."""
@@ -82,7 +89,10 @@ def _ints(value: Any) -> Iterator[int]:
 def describe_state_dict(sd: StateDict, source: str = "file") -> ModelFile:
     """Recognise a bare state dict's architecture (each registered one's reader, in turn) and return it in canonical form."""
     for arch in GENERATORS.values():
-        found = arch.read_state_dict(sd)
+        try:
+            found = arch.read_state_dict(sd)
+        except CheckpointError as e:  # the readers know the tensors, not the file
+            raise CheckpointError(f"{source}: {e}") from None
         if found is not None:
             hparams, canonical = found
             return ModelFile(arch.name, hparams, dict(canonical), source=source)
@@ -140,7 +150,7 @@ def _describe(obj: Any, metadata: dict[str, str], source: str, prefer_ema: bool)
         return _own_file(described, source, prefer_ema)
     if isinstance(obj, dict) and FORMAT_KEY in obj:
         return _own_file(obj, source, prefer_ema)
-    return describe_state_dict(unwrap_state_dict(obj, source), source)
+    return describe_state_dict(unwrap_state_dict(obj, source, prefer_ema), source)
 
 
 def read_model_file(path: str | os.PathLike, prefer_ema: bool = True) -> ModelFile:
