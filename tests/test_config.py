@@ -198,10 +198,23 @@ def test_unknown_keys_name_the_full_path_and_suggest(tmp_path, data, expected):
         ({"img_channels": 1, "content_loss": {"y_weight": 1}}, "content_loss/y_weight: needs RGB images (img_channels 3), "
                                                              "not 1: set it to 0"),
         ({"perceptual_loss": {"pretrained": False, "weights_path": "vgg.pth"}}, "perceptual_loss/weights_path: is set"),
+        ({"discriminator": {"arch": "unet_discriminator"}, "training": {"cr_patch_size": [36, 36]}},
+         "training/cr_patch_size: unet_discriminator judges [36, 36] windows (the [36, 36] crop); their sides must be "
+         "multiples of 8"),
+        ({"discriminator": {"arch": "unet_discriminator"}, "training": {"cr_patch_size": [48, 48], "d_shift": 4}},
+         "unet_discriminator judges [44, 44] windows (the [48, 48] crop less d_shift 4)"),
+        ({"discriminator": {"arch": "unet_discriminator"}, "training": {"cr_patch_size": None}},
+         "training/cr_patch_size: unet_discriminator needs crops"),
     ],
 )
 def test_wrong_values_name_the_key_and_the_value(tmp_path, data, expected):
     assert expected in _error(tmp_path, data)
+
+
+def test_unet_discriminator_windows_that_fit_pass():
+    cfg = validate_config({"discriminator": {"arch": "unet_discriminator"}, "training": {"cr_patch_size": [48, 48], "d_shift": 8}})
+    assert cfg.training.d_shift == 8
+    validate_config({"discriminator": {"arch": "unet_discriminator"}, "training": {"enabled": False, "cr_patch_size": None}})
 
 
 def test_all_problems_are_listed_at_once(tmp_path):

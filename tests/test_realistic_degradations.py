@@ -235,3 +235,21 @@ def test_training_feeds_the_generator_the_degraded_batches(tmp_path, monkeypatch
     assert len(degraded) == 3 and len(set(seeds)) == 3  # a fresh draw each iteration
     for batch in degraded:
         assert any(x.shape == batch.shape and torch.equal(x, batch) for x in inputs)
+
+
+def test_the_final_sinc_cuts_off_between_pi_3_and_pi_at_every_size(monkeypatch):
+    """Real-ESRGAN draws the final sinc's cut-off from [pi/3, pi]; [pi/5, pi] is for the rounds' 13+ tap kernels."""
+    drawn = []
+
+    def recording_sinc(size, omega):
+        drawn.append((size, omega))
+        return bk.gaussian_kernel2d(size, 1.0)
+
+    monkeypatch.setattr(bk, "sinc_kernel2d", recording_sinc)
+    cfg = DegradationConfig(preset="realesrgan", sinc_prob=0, sinc_prob2=0, final_sinc_prob=1)
+    hr, lr = batch(4, (48, 48))
+    degrade = Degradation(cfg, 4)
+    for seed in range(12):
+        degrade(hr, lr, torch.Generator().manual_seed(seed))
+    assert len({size for size, _ in drawn if size >= 13}) >= 3  # large kernels were drawn
+    assert min(omega for _, omega in drawn) >= math.pi / 3 and max(omega for _, omega in drawn) <= math.pi

@@ -598,6 +598,8 @@ class TrainConfig:
                 yield f"{path}/cr_patch_size", f"{list(section.cr_patch_size)} is not a multiple of scale_factor {scale}"
         if self.content_loss.y_weight and self.img_channels != 3:
             yield "content_loss/y_weight", f"needs RGB images (img_channels 3), not {self.img_channels}: set it to 0"
+        if self.training.enabled and self.discriminator.arch == "unet_discriminator":
+            yield from _unet_window_problems(self)
 
     def stage_sections(self) -> Iterator[tuple[str, Any]]:
         """(key path, section) of both stages and of each of their phases."""
@@ -606,6 +608,23 @@ class TrainConfig:
             yield key, section
             for i, phase in enumerate(section.phases):
                 yield f"{key}/phases[{i}]", phase
+
+
+def _unet_window_problems(config: TrainConfig) -> Problems:
+    """The U-Net discriminator takes sides that are multiples of 8: the GAN stage's crops less d_shift."""
+    for path, section in config.stage_sections():
+        if not path.startswith("training"):
+            continue
+        if section.cr_patch_size is None:
+            yield f"{path}/cr_patch_size", "unet_discriminator needs crops (whole images have any size): give one"
+            continue
+        window = [p - section.d_shift for p in section.cr_patch_size]
+        if any(side % 8 for side in window):
+            shift = f" less d_shift {section.d_shift}" if section.d_shift else ""
+            yield f"{path}/cr_patch_size", (
+                f"unet_discriminator judges {window} windows (the {list(section.cr_patch_size)} crop{shift}); "
+                "their sides must be multiples of 8"
+            )
 
 
 def config_fields(cls: type) -> list[dataclasses.Field]:

@@ -161,7 +161,9 @@ class Degradation:
                         cfg.gray_noise_prob2)  # fmt: skip
 
         final = (h // self.scale, w // self.scale)
-        sinc = random_sinc(gen, random_size(gen, cfg.blur_kernel_size)) if uniform(gen, 0, 1) < cfg.final_sinc_prob else None
+        # The final sinc's cut-off is drawn from [pi/3, pi] at every size (the rounds' kernels go down to pi/5).
+        final_sinc = uniform(gen, 0, 1) < cfg.final_sinc_prob
+        sinc = random_sinc(gen, random_size(gen, cfg.blur_kernel_size), (math.pi / 3, math.pi)) if final_sinc else None
         resize_first = uniform(gen, 0, 1) < 0.5
         mode = self._mode(gen)
         quality = int(torch.randint(cfg.jpeg_range2[0], cfg.jpeg_range2[1] + 1, (), generator=gen))
