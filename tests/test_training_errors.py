@@ -288,3 +288,22 @@ def test_an_absurd_generator_is_refused_before_any_data_is_read(tmp_path, capsys
     assert line.startswith(f"error: {path}: generator (srvgg) ") and re.search(match, line), line
     assert "generator/num_conv" in line and "generator/num_feat" in line and "no_such" not in line
     assert not (tmp_path / "saved_models").exists()
+
+
+@pytest.mark.parametrize(
+    "perceptual, match",
+    [
+        ({}, r"error: ImageNet weights for (vgg\d+) not found: place \1-\w+\.pth at .*home.*hub.checkpoints.\1-\w+\.pth"),
+        ({"weights_path": "nowhere/vgg.pth"}, r"error: perceptual_loss/weights_path: nowhere/vgg\.pth is not a file"),
+        ({"network": "resnet18", "layer_weights": {"layer2": 1.0}}, r"error: ImageNet weights for resnet18 not found"),
+    ],
+)
+def test_missing_perceptual_weights_of_the_gan_stage_are_refused_before_the_psnr_stage(
+    run, tmp_path, capsys, monkeypatch, perceptual, match
+):
+    """ESRGAN's perceptual loss is built when its stage starts: once after the whole PSNR stage."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    gan = {"enabled": True, "num_iterations": 2, "val_interval": 100, "g_perceptual_loss_scaling": 1.0}
+    assert run({"training": gan, "perceptual_loss": {"pretrained": True, **perceptual}}) == 2
+    assert re.search(match, one_error_line(capsys.readouterr().err))
+    assert not list(tmp_path.rglob("*.pth"))  # not one PSNR iteration was trained

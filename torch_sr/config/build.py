@@ -1,15 +1,20 @@
 """The networks and the perceptual loss a config describes, with errors worded for the config."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
 
+from torch_sr.archs.imagenet_weights import hub_weights_path, missing_weights_error
 from torch_sr.archs.registry import build_discriminator, build_generator
+from torch_sr.archs.resnet_features import RESNET18_WEIGHTS_FILE
+from torch_sr.archs.vgg_features import VGG_WEIGHT_FILES
 from torch_sr.config.arch_params import arch_params
 from torch_sr.config.schema import ArchConfig, TrainConfig
 from torch_sr.config.validate import arch_table
-from torch_sr.errors import ConfigError, first_line
+from torch_sr.errors import CheckpointError, ConfigError, first_line
 from torch_sr.losses.perceptual import PerceptualLoss, build_perceptual_loss
 
 
@@ -91,6 +96,21 @@ def build_generator_from_config(cfg: TrainConfig) -> nn.Module:
 def build_discriminator_from_config(cfg: TrainConfig) -> nn.Module:
     """The `discriminator` section's network."""
     return _build(build_discriminator, "discriminator", cfg.discriminator, cfg.source)
+
+
+def check_perceptual_weights_file(cfg: TrainConfig) -> None:
+    """Refuse a missing ImageNet weights file of the `perceptual_loss` section before any training: the
+    loss is built when its stage starts, which for ESRGAN's GAN stage is after the whole PSNR stage."""
+    p = cfg.perceptual_loss
+    if not p.pretrained:
+        return
+    if p.weights_path is not None:
+        if not Path(p.weights_path).expanduser().is_file():
+            raise CheckpointError(f"perceptual_loss/weights_path: {p.weights_path} is not a file")
+        return
+    file = VGG_WEIGHT_FILES[p.vgg_type] if p.network == "vgg" else RESNET18_WEIGHTS_FILE
+    if not hub_weights_path(file).is_file():
+        raise missing_weights_error(p.network_name, file, "perceptual_loss/weights_path")
 
 
 def build_perceptual_loss_from_config(cfg: TrainConfig) -> PerceptualLoss:

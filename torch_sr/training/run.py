@@ -20,7 +20,12 @@ import numpy as np
 import torch
 
 from torch_sr.model_files.model_file import read_model_file
-from torch_sr.config.build import build_discriminator_from_config, build_generator_from_config, check_network_size
+from torch_sr.config.build import (
+    build_discriminator_from_config,
+    build_generator_from_config,
+    check_network_size,
+    check_perceptual_weights_file,
+)
 from torch_sr.config.schema import TrainConfig
 from torch_sr.device import configure_cuda
 from torch_sr.errors import CheckpointError, ConfigError
@@ -92,6 +97,8 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
     stages = build_stages(cfg)
     first = _checkpoint_order(checkpoint) if checkpoint is not None else stages[0].order
     _check_network_sizes(s for s in stages if s.order >= first)
+    if any(s.section.loss_weights.get("perceptual") for s in stages if s.order >= first):
+        check_perceptual_weights_file(cfg)
     check_batch_split((s for s in stages if s.order >= first), session.ctx.world_size)
     carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
