@@ -212,7 +212,8 @@ def test_wrong_values_name_the_key_and_the_value(tmp_path, data, expected):
 
 
 def test_unet_discriminator_windows_that_fit_pass():
-    cfg = validate_config({"discriminator": {"arch": "unet_discriminator"}, "training": {"cr_patch_size": [48, 48], "d_shift": 8}})
+    unet = {"arch": "unet_discriminator"}
+    cfg = validate_config({"discriminator": unet, "training": {"cr_patch_size": [48, 48], "d_shift": 8}})
     assert cfg.training.d_shift == 8
     validate_config({"discriminator": {"arch": "unet_discriminator"}, "training": {"enabled": False, "cr_patch_size": None}})
 

@@ -381,3 +381,14 @@ def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, model
     assert decoded and len(decoded_frames(tmp_path / "clip_sr.mp4")) == FRAMES
     assert run(["-m", model_path, "--max-pixels", W * H, "--frames-dir", tmp_path / "frames", clip]) == EXIT_OK
     assert len(list((tmp_path / "frames" / "clip_sr").iterdir())) == FRAMES
+
+
+def test_hevc_encodes_without_x265s_settings_dump(tmp_path, capfd):
+    """libx265 prints ~25 lines of settings to the process's stderr unless told otherwise."""
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this PyAV build has no libx265")
+    clip = make_clip(tmp_path / "clip.mp4", audio=None)
+    result = video.upscale_video(clip, tmp_path / "hevc.mp4", Upscaler(Nearest(2), "cpu"), encoder="libx265", progress=False)
+    assert result.encoder == "libx265"
+    assert "x265 [info]" not in capfd.readouterr().err
+    check_numbered_frames(decoded_frames(tmp_path / "hevc.mp4"))

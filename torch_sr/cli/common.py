@@ -63,8 +63,13 @@ def _stdout_closed() -> bool:
 
 
 def exit_status_epilog(meanings: Mapping[int, str]) -> str:
-    """The `--help` epilog listing a command's exit statuses (for `HelpFormatter`); Ctrl-C's 130 is added."""
-    codes = {**meanings, EXIT_INTERRUPTED: meanings.get(EXIT_INTERRUPTED, "interrupted (Ctrl-C)")}
+    """The `--help` epilog listing a command's exit statuses (for `HelpFormatter`); Ctrl-C's 130 and a
+    closed pipe's 141 (`reports_errors` ends every command so) are added."""
+    codes = {
+        **meanings,
+        EXIT_INTERRUPTED: meanings.get(EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
+        EXIT_BROKEN_PIPE: meanings.get(EXIT_BROKEN_PIPE, "the reader of the output went away (| head): stopped quietly"),
+    }
     width = max(len(str(code)) for code in codes) + 2
     return "exit status:\n" + "\n".join(f"  {str(code).ljust(width)}{text}" for code, text in sorted(codes.items()))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,12 +53,12 @@ def _warn_if_autocast_is_off(device: torch.device, amp_dtype: str | None) -> Non
     if autocast_dtype(device, amp_dtype) is not None:
         return
     if device.type == "cpu" and amp_dtype != "fp16":
-        warnings.warn("--autocast: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), where bf16 is slower "
-                      "than float32; training in float32", stacklevel=1)  # fmt: skip
+        _warn("warning: --autocast: this CPU has no native bfloat16 (avx512_bf16 or amx_bf16), where bf16 is "
+              "slower than float32; training in float32")  # fmt: skip
     else:
         flag = f"--autocast --amp-dtype {amp_dtype}" if amp_dtype else "--autocast"
-        warnings.warn(f"{flag} needs CUDA; training in float32 on the {device.type} "
-                      f"(the CPU autocasts to bf16: --amp-dtype bf16)", stacklevel=1)  # fmt: skip
+        _warn(f"warning: {flag} needs CUDA; training in float32 on the {device.type} "
+              f"(the CPU autocasts to bf16: --amp-dtype bf16)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

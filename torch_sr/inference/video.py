@@ -306,7 +306,8 @@ def _video_stream(out, video, first, encoder: str, crf: int, scale: int, notes: 
     if first.rotation:
         stream.set_display_rotation(first.rotation)
     if encoder in CRF_RANGE:
-        stream.options = {"crf": str(crf), **({"b": "0"} if encoder == "libvpx-vp9" else {})}
+        quiet = {"libx265": {"x265-params": "log-level=error"}, "libvpx-vp9": {"b": "0"}}  # x265 logs its settings
+        stream.options = {"crf": str(crf), **quiet.get(encoder, {})}
     elif encoder == FALLBACK_ENCODER:
         cc.qscale = True
         cc.global_quality = max(2, min(31, round(crf / 6))) * _FF_QP2LAMBDA
