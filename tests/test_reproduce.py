@@ -40,6 +40,21 @@ def test_each_shipped_model_has_a_chained_recipe(at_repo, name, capsys):
     assert out.count("\n") == len(steps) and f"[{len(steps)}/{len(steps)}] python test.py saved_models/{name}.pth" in out
 
 
+def test_recipes_never_write_one_file_two_ways():
+    """A file two recipes write must come from the same step in both (reruns keep what exists)."""
+    writers: dict[str, tuple[str, list[str]]] = {}
+    for name in sorted(weights.MODELS):
+        for step in load_recipe(str(REPO / "configs/recipes" / name / "recipe.json")):
+            tool, args = step[0], step[1:]
+            written = args[1] if tool in ("deepen", "export") else args[-1] if tool == "interpolate" else None
+            if tool == "train":
+                written = args[args.index("--output-dir") + 1]
+            if written is None:
+                continue
+            other = writers.setdefault(written, (name, step))
+            assert other[1] == step, f"{written}: {other[0]} writes it with {other[1]}, {name} with {step}"
+
+
 def test_a_recipe_runs_end_to_end_and_a_second_run_keeps_everything(tmp_path, monkeypatch, capsys):
     from trainer_fixtures import make_images, write_config
 
@@ -77,10 +92,57 @@ def test_bad_recipes_are_named(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["nonexistent_model"]) == 2
     assert "configs/recipes" in capsys.readouterr().err
-    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train"], ["fly", "x"]]}))
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train", "a.json"], ["fly", "x"]]}))
     assert main(["r.json"]) == 2
     err = capsys.readouterr().err
     assert "step 2" in err and all(tool in err for tool in TOOLS)
+    for steps, match in [
+        (5, '"steps" is a int, not a list'),
+        ([["export"]], "step 1 ['export']: export needs an input and an output file"),
+        ([["train", "a.json"], ["deepen", "x.pth"]], "step 2 ['deepen', 'x.pth']: deepen needs an input and an output"),
+        ([["interpolate"]], "interpolate needs its arguments"),
+        ([["train", "a.json", "--stop-after"]], "--stop-after without its value"),
+        ([["train", "a.json", "--stop-after", "5", "--output-dir"]], "--output-dir without its value"),
+        ([["train", "a.json", "--stop-after", "x"]], "--stop-after takes a number of iterations"),
+    ]:
+        (tmp_path / "r.json").write_text(json.dumps({"steps": steps}))
+        assert main(["r.json"]) == 2
+        err = capsys.readouterr().err
+        assert match in err and "Traceback" not in err, err
+
+
+def test_a_step_ending_in_argparse_is_a_step_status_not_the_recipes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["test", "--no-such-flag"], ["test", "--help"]]}))
+    assert main(["r.json"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-flag" in err and "step 1 (python test.py --no-such-flag) exited with status 2" in err
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["test", "--help"], ["export", "default_x2", "x2.pth"]]}))
+    assert main(["r.json"]) == 0  # --help ends test.py with 0; the next step still runs
+    assert (tmp_path / "x2.pth").is_file()
+
+
+def test_a_stage_stopped_by_design_trains_its_iterations_over_interrupted_runs(tmp_path, monkeypatch, capsys):
+    """`--stop-after N` in a recipe means N iterations in all: a run interrupted after 2 of 4 trains 2 more."""
+    from trainer_fixtures import make_images, write_config
+
+    from torch_sr.cli import train
+    from torch_sr.training.checkpointing import read_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "train", 4, (32, 32))
+    stage = {"num_iterations": 10, "cr_patch_size": [16, 16], "train_datasets": ["train"], "val_datasets": []}
+    write_config(tmp_path / "a.json", {"scale_factor": 4, "batch_size": 2, "training": {"enabled": False},
+                                       "data": {"num_workers": 0}, "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 2},
+                                       "logging": {"tensorboard": False}, "pretraining": stage})  # fmt: skip
+    assert train.main(["a.json", "--output-dir", "out", "--stop-after", "2"]) == 0  # as if stopped by a signal at 2
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train", "a.json", "--output-dir", "out", "--stop-after", "4"]]}))
+    assert main(["r.json"]) == 0
+    checkpoint = read_checkpoint(next((tmp_path / "out").glob("*_checkpoint.pth")))
+    assert checkpoint["training"]["iteration"] == 4
+    capsys.readouterr()
+    assert main(["r.json"]) == 0
+    assert "stopped by design after 4 iterations, and its checkpoint exists: kept" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("status", [130, 141, 143])

@@ -4,8 +4,8 @@ A recipe (`configs/recipes/<model>/recipe.json`) lists the steps as the command 
 library's tools (`train`, `deepen`, `export`, `interpolate`, `test`); globs (`saved_models/x4_stage1/*_final_model.pth`)
 are expanded when the step runs, once the files exist. Running it again continues where it stopped:
 training steps resume from their newest checkpoint (a finished stage trains nothing; one stopped early
-by design with `--stop-after` is kept once it has a checkpoint), and a deepen or export step whose
-output exists is kept. Run it from the repository root, where the configs and
+by design with `--stop-after N` trains until its checkpoint has N iterations), and a deepen or export
+step whose output exists is kept. Run it from the repository root, where the configs and
 `../shared/data` are.
 """
 from __future__ import annotations
@@ -67,10 +67,30 @@ def load_recipe(spec: str) -> list[list[str]]:
         steps = json.loads(path.read_text(encoding="utf-8"))["steps"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise TorchSRError(f"{path}: not a recipe ({e}); expected {{\"steps\": [[tool, args...], ...]}}") from None
+    if not isinstance(steps, list):
+        raise TorchSRError(f"{path}: \"steps\" is a {type(steps).__name__}, not a list of [tool, args...]")
     for k, step in enumerate(steps):
         if not (isinstance(step, list) and step and all(isinstance(a, str) for a in step) and step[0] in TOOLS):
             raise TorchSRError(f"{path}: step {k + 1} {step!r} is not [tool, args...] with tool one of {', '.join(TOOLS)}")
+        problem = _step_problem(step)
+        if problem:
+            raise TorchSRError(f"{path}: step {k + 1} {step!r}: {problem}")
     return steps
+
+
+def _step_problem(step: list[str]) -> str | None:
+    """What makes a well-typed step unrunnable here: missing arguments, an option without its value."""
+    tool, args = step[0], step[1:]
+    if tool in WRITES and len(args) < 2:
+        return f"{tool} needs an input and an output file"
+    if not args:
+        return f"{tool} needs its arguments"
+    for option in ("--output-dir", "--stop-after"):
+        if option in args and args.index(option) == len(args) - 1:
+            return f"{option} without its value"
+    if "--stop-after" in args and not args[args.index("--stop-after") + 1].isdigit():
+        return "--stop-after takes a number of iterations"
+    return None
 
 
 def shell_line(step: Sequence[str]) -> str:
@@ -87,9 +107,24 @@ def expand(arg: str) -> str:
     return matches[-1]
 
 
-def _has_checkpoint(train_args: list[str]) -> bool:
+def _iterations_done(train_args: list[str]) -> int:
+    """Iterations the run in the step's output folder has trained (its newest checkpoint; 0 without one)."""
+    from torch_sr.training.checkpointing import TRAINING_KEY, read_checkpoint
+
     out = Path(train_args[train_args.index("--output-dir") + 1]) if "--output-dir" in train_args else Path("saved_models")
-    return any(out.glob("*_checkpoint.pth"))
+    checkpoints = sorted(out.glob("*_checkpoint.pth"), key=lambda p: p.stat().st_mtime)
+    if not checkpoints:
+        return 0
+    state = read_checkpoint(checkpoints[-1])[TRAINING_KEY]
+    return int(state["step_offset"]) + int(state["iteration"])
+
+
+def _run_tool(tool: str, argv: list[str]) -> int:
+    """A tool's exit status, also when it ends by SystemExit (argparse's --help or a usage error)."""
+    try:
+        return _tool(tool)(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_OK if e.code is None else EXIT_ERROR
 
 
 def _tool(name: str) -> Callable[[list[str]], int]:
@@ -112,11 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {written} exists: kept", flush=True)
             continue
         if tool == "train":
-            if "--stop-after" in rest and _has_checkpoint(rest):
-                print("  stopped early by design, and its checkpoint exists: kept", flush=True)
-                continue
+            if "--stop-after" in rest:  # a stage stopped early by design: N iterations in all, over any reruns
+                i = rest.index("--stop-after") + 1
+                target, done = int(rest[i]), _iterations_done(rest)
+                if done >= target:
+                    print(f"  stopped by design after {target} iterations, and its checkpoint exists: kept", flush=True)
+                    continue
+                rest[i] = str(target - done)
             rest.append("--resume")  # a new run when the output dir has no checkpoint
-        status = _tool(tool)(rest)
+        status = _run_tool(tool, rest)
         if status in STOPPED:
             print(f"step {k} stopped by a signal; run this again to continue where it stopped", flush=True)
             return status
