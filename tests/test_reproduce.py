@@ -136,7 +136,8 @@ def test_a_stage_stopped_by_design_trains_its_iterations_over_interrupted_runs(t
                                        "data": {"num_workers": 0}, "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 2},
                                        "logging": {"tensorboard": False}, "pretraining": stage})  # fmt: skip
     assert train.main(["a.json", "--output-dir", "out", "--stop-after", "2"]) == 0  # as if stopped by a signal at 2
-    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train", "a.json", "--output-dir", "out", "--stop-after", "4"]]}))
+    step = ["train", "a.json", "--output-dir", "out", "--stop-after", "4"]
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [step]}))
     assert main(["r.json"]) == 0
     checkpoint = read_checkpoint(next((tmp_path / "out").glob("*_checkpoint.pth")))
     assert checkpoint["training"]["iteration"] == 4
