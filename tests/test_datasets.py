@@ -201,3 +201,66 @@ def test_exif_rotated_photos_are_read_upright(tmp_path):
     assert upright.shape == (24, 16, 3)
     item = SREvalDataset([path], 2)[0]
     assert item["hr"].shape == (3, 24, 16) and np.array_equal(u8(item["hr"]), upright)
+
+
+def _with_orientation(img: Image.Image, path: Path, orientation: int) -> Path:
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(path, exif=exif)
+    return path
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    chunks, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        chunks.append(data[pos : pos + 12 + length])
+        pos += 12 + length
+    return chunks
+
+
+def test_rotated_tiffs_and_pngs_are_measured_and_read_upright(tmp_path):
+    from torch_sr.data.image_files import image_info, read_dataset_image
+    from torch_sr.inference.image_io import read_image
+
+    stored = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    for path in (_with_orientation(stored, tmp_path / "o6.tif", 6), _with_orientation(stored, tmp_path / "o6.jpg", 6)):
+        assert image_info(path)[:2] == (64, 48), path  # 48 wide when upright
+        assert read_dataset_image(path).shape == (64, 48, 3)
+        np.testing.assert_array_equal(read_dataset_image(path), read_image(path).array)
+    # a PNG whose eXIf chunk follows the pixels (allowed by the PNG spec)
+    png = _chunks(_with_orientation(stored, tmp_path / "o6.png", 6).read_bytes())
+    exif = [c for c in png if c[4:8] == b"eXIf"]
+    reordered = [c for c in png if c[4:8] != b"eXIf"]
+    (tmp_path / "late.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(reordered[:-1] + exif + reordered[-1:]))
+    assert exif and image_info(tmp_path / "late.png")[:2] == (64, 48)
+
+
+def test_measuring_a_png_without_exif_decodes_no_pixels(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    from torch_sr.data.image_files import image_info
+
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(tmp_path / "a.png")
+
+    def no_decoding(self):
+        raise AssertionError("image_info decoded the pixels")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    assert image_info(tmp_path / "a.png") == (30, 40, False)
+
+
+def test_float_pixels_are_refused_and_16_bit_colour_is_rounded_like_16_bit_grey(tmp_path):
+    from torch_sr.data.image_files import image_info, read_dataset_image
+    from torch_sr.inference.image_io import write_image
+
+    Image.fromarray(np.full((8, 8), 0.5, np.float32), mode="F").save(tmp_path / "float.tif")
+    for read in (image_info, read_dataset_image):
+        with pytest.raises(DatasetError, match=r"float\.tif: 32-bit float pixels are not supported"):
+            read(tmp_path / "float.tif")
+    values = np.random.default_rng(1).integers(0, 65536, (6, 7, 3)).astype(np.uint16)
+    write_image(tmp_path / "c16.png", values)
+    write_image(tmp_path / "g16.png", values[:, :, 0])
+    expected = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(read_dataset_image(tmp_path / "c16.png"), expected)
+    np.testing.assert_array_equal(read_dataset_image(tmp_path / "g16.png", 1)[:, :, 0], expected[:, :, 0])

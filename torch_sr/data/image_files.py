@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from torch_sr.errors import DatasetError
+from torch_sr.errors import DatasetError, TorchSRError
 from torch_sr.pixel_limit import bomb_message, check_pixels
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -55,32 +55,76 @@ def image_info(path: Path) -> tuple[int, int, bool]:
 
     try:
         with _open(path) as im:
+            _check_mode(path, im.mode)
             h, w = im.height, im.width
-            if im.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):  # stored rotated by 90 degrees
+            if _orientation(path, im) in (5, 6, 7, 8) and not _reported_upright(im):  # stored rotated by 90 degrees
                 h, w = w, h
             return h, w, im.mode in _GRAY_MODES
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DatasetError(f"{path}: not a readable image ({e}); replace or delete the file") from None
 
 
+def _check_mode(path: Path, mode: str) -> None:
+    if mode == "F":  # Pillow would clip [0, 1] floats to 0 and 1 of 255: a black image
+        raise DatasetError(f"{path}: 32-bit float pixels are not supported; save it as an 8- or 16-bit image")
+
+
+def _orientation(path: Path, im: "PIL.Image.Image") -> int:  # noqa: F821
+    """The EXIF orientation, without decoding: Pillow loads a whole PNG to look for an eXIf chunk it
+    has not met before the pixels, so a PNG's chunk headers are scanned for one first."""
+    if im.format == "PNG" and "exif" not in im.info and not _png_has_exif(path):
+        return 1
+    return int(im.getexif().get(_ORIENTATION_TAG, 1))
+
+
+def _png_has_exif(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(8)
+        while len(header := f.read(8)) == 8:
+            length, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"eXIf":
+                return True
+            if kind == b"IEND":
+                return False
+            f.seek(length + 4, 1)  # the data and its CRC
+    return False
+
+
+def _reported_upright(im: "PIL.Image.Image") -> bool:  # noqa: F821
+    """Pillow 13 on reports a TIFF's size already turned by its orientation (and turns it on loading)."""
+    if im.format != "TIFF":
+        return False
+    stored = (im.tag_v2.get(256), im.tag_v2.get(257))  # ImageWidth, ImageLength as stored
+    return stored != (im.width, im.height)
+
+
 def read_dataset_image(path: Path, channels: int = 3) -> np.ndarray:
     """Decode to upright uint8 `HWC` with 3 (RGB; gray replicated, alpha dropped) or 1 (luma) channels.
 
-    16-bit files are scaled to 8 bits. A truncated or corrupt file raises `DatasetError` naming it.
+    16-bit files are rounded to 8 bits (v / 257). A truncated or corrupt file raises `DatasetError` naming it.
     (Inference reads files with `torch_sr.inference.image_io.read_image`, which keeps 16 bits, alpha and ICC.)
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from torch_sr.inference.image_io import is_png16_colour, read_image
 
     if channels not in (1, 3):
         raise DatasetError(f"img_channels must be 1 or 3, got {channels}")
     try:
         with _open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()
+            _check_mode(path, im.mode)
+            if im.format == "PNG" and is_png16_colour(path):  # Pillow would keep only the high bytes
+                arr = read_image(path).array[:, :, :3].astype(np.float64)
+                im = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8))
+            else:
+                im = ImageOps.exif_transpose(im)
+                im.load()
             if im.mode in ("I", "I;16", "I;16B", "I;16L"):
                 arr = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8))
             arr = np.array(im.convert("RGB" if channels == 3 else "L"))  # writable, for torch.from_numpy
+    except TorchSRError as e:
+        raise DatasetError(str(e)) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DatasetError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
     return arr if channels == 3 else arr[:, :, None]

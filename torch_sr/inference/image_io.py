@@ -82,7 +82,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                     "`ffmpeg -i in.gif out.mp4`) or save the frame you want as a still image"
                 )
             icc = im.info.get("icc_profile") or None
-            if im.format == "PNG" and _is_png16_colour(path):
+            if im.format == "PNG" and is_png16_colour(path):
                 array = decode_png16(path.read_bytes())
             else:
                 array, icc = _pil_to_array(im, path, icc)
@@ -163,7 +163,7 @@ def _tiff_bits(im: Image.Image) -> tuple[int, ...]:
     return tuple(bits) if isinstance(bits, tuple) else (int(bits),)
 
 
-def _is_png16_colour(path: Path) -> bool:
+def is_png16_colour(path: Path) -> bool:
     """16-bit PNG with colour or alpha, which Pillow would reduce to 8 bits (16-bit grey it keeps)."""
     with open(path, "rb") as f:
         header = f.read(26)
