@@ -293,3 +293,31 @@ def test_concurrent_extraction_by_another_process_is_tolerated(tmp_path, monkeyp
     download.extract(ARCHIVES["benchmark.tar"], archive, root)
     assert len(resolve_images("set5", "test", root, download=False)) == 5
     assert leftovers(root) == []
+
+
+@pytest.mark.parametrize("where", ["extracting", "making the folder"])
+def test_a_full_or_read_only_data_root_keeps_the_downloaded_archive(server, tmp_path, monkeypatch, where):
+    """The archive is fine, the disk is not: say so, keep the file, and extract it on the next run."""
+    import errno
+
+    from torch_sr.data import download
+
+    www, base, _ = server
+    make_tar(www / "benchmark.tar", BENCHMARK)
+    point_to(monkeypatch, "benchmark.tar", f"{base}/benchmark.tar")
+    root = tmp_path / "data"
+    failure = OSError(errno.ENOSPC if where == "extracting" else errno.EROFS, "No room")
+    target = "_extract_all" if where == "extracting" else "tempfile.mkdtemp"
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    with monkeypatch.context() as patch:
+        patch.setattr(download if "." not in target else download.tempfile, target.split(".")[-1], fail)
+        with pytest.raises(DatasetError) as err:
+            resolve_images("set5", "test", root)
+    message = str(err.value)
+    assert f"cannot extract {root / 'downloads' / 'benchmark.tar'} into {root} (No room); the archive is kept" in message
+    assert "could not be fetched" not in message and (root / "downloads" / "benchmark.tar").is_file()
+    point_to(monkeypatch, "benchmark.tar", f"{base}/gone/benchmark.tar")  # no second download: it is extracted
+    assert len(resolve_images("set5", "test", root)) == 5

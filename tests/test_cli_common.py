@@ -56,6 +56,30 @@ def test_a_broken_pipe_elsewhere_is_not_taken_for_a_gone_reader():
         main([])
 
 
+def test_sigterm_ends_a_command_with_143_and_leaves_no_temporary_file(tmp_path, capsys):
+    """Python's default SIGTERM ends the process where it is; a half-written download stayed behind."""
+    import os
+    import signal
+
+    from torch_sr.files import atomic_write
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def writing(out):
+        out.write(b"half of an archive")
+        os.kill(os.getpid(), signal.SIGTERM)
+        out.write(b"never")
+
+    @reports_errors
+    def command(argv):
+        atomic_write(tmp_path / "archive.tar", writing)
+        return 0
+
+    assert command([]) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -10,7 +10,7 @@ from trainer_fixtures import make_images, subprocess_env, tiny_config, write_con
 
 from torch_sr.cli.train import build_parser, main
 from torch_sr.training.checkpointing import read_checkpoint
-from torch_sr.training.signals import stop_on_signals
+from torch_sr.training.signals import StoppedOutsideTheLoop, stop_on_signals
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,13 +56,33 @@ def test_a_missing_dataset_folder_names_it(tmp_path, capsys, monkeypatch):
 
 def test_signals_become_a_stop_request_and_handlers_are_restored():
     before = signal.getsignal(signal.SIGTERM)
-    with stop_on_signals() as stop:
+    with stop_on_signals() as stop, stop.deferring():  # in the training loop
         assert not stop.requested
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.requested and stop.name == "SIGINT" and stop.exit_code == 130
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_signal_outside_the_training_loop_stops_at_once(tmp_path, capsys, monkeypatch):
+    """A dataset download or network build has no iteration to finish: SIGTERM there must not wait for it."""
+    with stop_on_signals() as stop:
+        with pytest.raises(StoppedOutsideTheLoop) as e:
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert e.value.exit_code == 143 and stop.name == "SIGTERM"
+
+    import torch_sr.training.run as run
+
+    def slow_download(*args, **kwargs):  # where build_train_set would be fetching a dataset
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the preparation")
+
+    monkeypatch.setattr(run, "build_train_set", slow_download)
+    monkeypatch.chdir(tmp_path)
+    train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
+    assert main([str(write_config(tmp_path / "c.json", tiny_config(train, val))), "--device", "cpu"]) == 143
+    assert "received SIGTERM while preparing a stage: stopped" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -9,8 +9,10 @@ import functools
 import os
 import re
 import select
+import signal
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
@@ -20,6 +22,11 @@ from torch_sr.pixel_limit import DEFAULT_MAX_PIXELS
 EXIT_OK, EXIT_PARTIAL, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+EXIT_TERMINATED = 143  # 128 + SIGTERM (a cluster's time limit, `kill`)
+
+
+class Terminated(Exception):
+    """SIGTERM, raised where the program is, so that `finally` blocks run and temporary files go."""
 
 
 def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
@@ -28,6 +35,7 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
 
     @functools.wraps(main)
     def wrapper(argv: Sequence[str] | None = None) -> int:
+        previous = _raise_on_sigterm()
         try:
             return main(argv)
         except TorchSRError as e:
@@ -36,6 +44,9 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except Terminated:
+            print("terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         except BrokenPipeError:
             if not _stdout_closed():
                 raise  # another pipe (an encoder's, say): a real failure, with its traceback
@@ -45,8 +56,23 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
             except (OSError, ValueError, AttributeError):  # a replaced stdout (tests, notebooks): nothing to flush
                 pass
             return EXIT_BROKEN_PIPE
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _raise_on_sigterm() -> signal.Handlers | Callable | None:
+    """Make SIGTERM raise `Terminated` (Python's default ends the process at once, leaving a download's
+    or an output's temporary file behind); the previous handler, to restore. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(_signum: int, _frame: object) -> NoReturn:
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _stdout_closed() -> bool:
@@ -63,12 +89,13 @@ def _stdout_closed() -> bool:
 
 
 def exit_status_epilog(meanings: Mapping[int, str]) -> str:
-    """The `--help` epilog listing a command's exit statuses (for `HelpFormatter`); Ctrl-C's 130 and a
-    closed pipe's 141 (`reports_errors` ends every command so) are added."""
+    """The `--help` epilog listing a command's exit statuses (for `HelpFormatter`); Ctrl-C's 130, a
+    closed pipe's 141 and SIGTERM's 143 (`reports_errors` ends every command so) are added."""
     codes = {
         **meanings,
         EXIT_INTERRUPTED: meanings.get(EXIT_INTERRUPTED, "interrupted (Ctrl-C)"),
         EXIT_BROKEN_PIPE: meanings.get(EXIT_BROKEN_PIPE, "the reader of the output went away (| head): stopped quietly"),
+        EXIT_TERMINATED: meanings.get(EXIT_TERMINATED, "terminated (SIGTERM), leaving no half-written file"),
     }
     width = max(len(str(code)) for code in codes) + 2
     return "exit status:\n" + "\n".join(f"  {str(code).ljust(width)}{text}" for code, text in sorted(codes.items()))

@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch_sr.training.resume import find_checkpoint, resume_config
     from torch_sr.training.run import train
     from torch_sr.training.session import TrainingStopped, TrainOptions
+    from torch_sr.training.signals import StoppedOutsideTheLoop
     from torch_sr.pixel_limit import set_max_pixels
 
     set_max_pixels(args.max_pixels)
@@ -200,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         result = train(cfg, options, checkpoint)
-    except TrainingStopped as e:
+    except (TrainingStopped, StoppedOutsideTheLoop) as e:
         print(e, file=sys.stderr)
         return e.exit_code
     except OSError as e:

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from torch_sr.data.download import Archive, fetch
+from torch_sr.data.download import Archive, ExtractionSpaceError, fetch
 from torch_sr.data.image_files import IMAGE_EXTENSIONS, list_images
 from torch_sr.errors import DatasetError
 
@@ -173,6 +173,8 @@ def resolve_images(
         if not download:
             raise DatasetError("downloading is disabled")
         fetch(archive, root, progress=sys.stderr.isatty() if progress is None else progress)
+    except ExtractionSpaceError as e:  # the archive is there and fine: only room is missing
+        raise DatasetError(f"{label}: {e}") from None
     except DatasetError as e:
         looked = ", ".join(str(root / rel) for rel in source.folders)
         raise DatasetError(

@@ -9,6 +9,7 @@ or a wrong count removes the temporary folder.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import shutil
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from torch_sr.files import atomic_write
+from torch_sr.files import STORAGE_ERRNOS, atomic_write
 from torch_sr.data.image_files import image_info, list_images
 from torch_sr.errors import DatasetError
 
@@ -103,8 +104,9 @@ def _copy_verified(
             bar.close()
     expected_size = archive.size if archive.size is not None else total
     if expected_size is not None and received != expected_size:
+        happened = "stopped after" if received < expected_size else "sent more than expected:"
         raise DatasetError(
-            f"download of {archive.url} stopped after {received} of {expected_size} bytes; run again to retry"
+            f"download of {archive.url} {happened} {received} of {expected_size} bytes; run again to retry"
         )
     if archive.sha256 is not None and digest.hexdigest() != archive.sha256.lower():
         raise DatasetError(
@@ -190,13 +192,23 @@ def extract(archive: Archive, path: Path, root: Path) -> None:
             pending[inner] = (target, count)
     if not pending:
         return
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".extract-{archive.filename}-"))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".extract-{archive.filename}-"))
+    except OSError as e:
+        raise _cannot_extract(path, root, e) from None
     try:
         try:
             _check_members(path, archive)
             _extract_all(path, tmp)
-        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError) as e:
+        except OSError as e:
+            if e.errno in UNWRITABLE:
+                raise _cannot_extract(path, root, e) from None
+            raise DatasetError(
+                f"{path} is not a complete {archive.filename} archive ({e}); delete it and run again to download "
+                f"it anew (from {archive.url})"
+            ) from None
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as e:
             raise DatasetError(
                 f"{path} is not a complete {archive.filename} archive ({e}); delete it and run again to download "
                 f"it anew (from {archive.url})"
@@ -220,6 +232,20 @@ def extract(archive: Archive, path: Path, root: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class ExtractionSpaceError(DatasetError):
+    """The archive is fine but `root` cannot take its images (full, read-only, not ours): keep the archive."""
+
+
+UNWRITABLE = STORAGE_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _cannot_extract(path: Path, root: Path, e: OSError) -> ExtractionSpaceError:
+    return ExtractionSpaceError(
+        f"cannot extract {path} into {root} ({e.strerror or e}); the archive is kept: free space or make the "
+        "folder writable, or give another place with --data-root (or $TORCH_SR_DATA), and run again"
+    )
+
+
 def fetch(archive: Archive, root: Path, allow_download: bool = True, progress: bool = False) -> None:
     """Make `archive.folders` exist under `root`, from `root/downloads/<file>` or by downloading it.
 
@@ -238,6 +264,8 @@ def fetch(archive: Archive, root: Path, allow_download: bool = True, progress: b
             raise DatasetError(f"downloading {archive.url} failed ({reason})") from None
     try:
         extract(archive, path, root)
+    except ExtractionSpaceError:
+        raise  # a good archive: a rerun with room extracts it without downloading it again
     except DatasetError:
         if not placed:
             path.unlink(missing_ok=True)

@@ -74,7 +74,7 @@ def train_stage(
     for net in state.networks().values():
         net.train()
 
-    with bar:
+    with bar, session.stop.deferring():
         while state.iteration < state.total_iterations:
             start = time.perf_counter()
             batch = _next_batch(batches, session, state)

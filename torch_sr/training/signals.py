@@ -3,6 +3,7 @@
 The handler only records the request; the loop finishes the iteration under way (its forward
 passes have already moved batch-norm statistics and the RNG) and checkpoints the completed state,
 so the run resumes exactly. A second Ctrl-C gives up waiting and raises `KeyboardInterrupt` at once.
+Outside the loop (a dataset download, say) a signal stops the run at once.
 """
 from __future__ import annotations
 
@@ -12,11 +13,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class StoppedOutsideTheLoop(Exception):
+    """A signal while no iteration is under way (reading or downloading data, building networks):
+    there is nothing to finish, so the run stops at once; its last checkpoint, if any, stays."""
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"received {name} while preparing a stage: stopped (--resume continues from the last checkpoint, if any)"
+        )
+        self.exit_code = 128 + signum
+
+
 class StopRequest:
-    """Why training should stop, if it should: the signal number, or a reason of our own."""
+    """Why training should stop, if it should: the signal number, or a reason of our own. Signals are
+    only recorded (`deferred`) while the training loop runs; elsewhere they stop the run at once."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.deferred = False
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """The training loop: a signal asks it to finish the iteration under way and checkpoint."""
+        self.deferred = True
+        try:
+            yield
+        finally:
+            self.deferred = False
 
     @property
     def requested(self) -> bool:
@@ -44,6 +68,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
         if stop.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.signum = signum
+        if not stop.deferred:
+            raise StoppedOutsideTheLoop(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
