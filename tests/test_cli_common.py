@@ -80,6 +80,26 @@ def test_sigterm_ends_a_command_with_143_and_leaves_no_temporary_file(tmp_path, 
     assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
 
 
+def test_an_error_raised_in_a_dataloader_worker_is_one_line(capsys):
+    from torch.utils.data import DataLoader, Dataset
+
+    from torch_sr.errors import DatasetError
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            raise DatasetError("/data/zz.jpg: cannot decode image (truncated); replace or delete the file")
+
+    @reports_errors
+    def command(argv):
+        next(iter(DataLoader(Broken(), num_workers=1)))
+
+    assert command([]) == EXIT_ERROR
+    assert capsys.readouterr().err == "error: /data/zz.jpg: cannot decode image (truncated); replace or delete the file\n"
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

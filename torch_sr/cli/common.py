@@ -39,7 +39,7 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
         try:
             return main(argv)
         except TorchSRError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_one_line(e)}", file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -61,6 +61,19 @@ def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Seq
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+_WORKER_TRACEBACK = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback", re.ASCII)
+
+
+def _one_line(error: TorchSRError) -> str:
+    """The message; for an error a DataLoader worker raised, its own last line (PyTorch re-raises it
+    with the worker's whole traceback in the message)."""
+    message = str(error)
+    if not _WORKER_TRACEBACK.match(message):
+        return message
+    last = message.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith(f"{type(error).__module__}.{type(error).__name__}: ") else last
 
 
 def _raise_on_sigterm() -> signal.Handlers | Callable | None:
