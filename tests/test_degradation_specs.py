@@ -38,8 +38,10 @@ def test_the_same_image_degrades_the_same_way_every_run_and_differently_from_oth
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("jpeg", "cannot read"), ("jpeg:0", "1..100"), ("jpeg:40.5", "whole number"), ("noise:-1", ">= 0"),
-     ("blur:0", "positive"), ("jpeg:40+blur:1", "comes first"), ("gauss:3", "cannot read"), ("", "cannot read")],
+    [("jpeg", "cannot read"), ("jpeg:0", "1..100"), ("jpeg:40.5", "whole number"), ("noise:-1", "noise sigma must be in 0..255"),
+     ("blur:0", "blur sigma must be in 0.1..50"), ("jpeg:40+blur:1", "comes first"), ("gauss:3", "cannot read"),
+     ("", "cannot read"), ("jpeg:inf", "cannot read 'jpeg:inf'"), ("blur:1e-300", "0.1..50, got 1e-300"),
+     ("blur:1e6", "0.1..50"), ("noise:inf", "cannot read"), ("noise:300", "0..255")],
 )  # fmt: skip
 def test_bad_specs_name_the_part_and_the_forms(spec, message):
     with pytest.raises(TorchSRError, match=message):

@@ -85,6 +85,9 @@ def test_grayscale_reference_scored_on_gray_values():
     both_rgb = calculate_psnr(rgb_img, np.repeat(gray_ref, 3, axis=2))
     assert both_rgb == pytest.approx(expected + 20 * math.log10(255 / 219))
     assert calculate_psnr(gray_img, gray_ref, y_channel=False) == pytest.approx(expected)
+    # all channels: a grayscale image counts as three equal channels, in both metrics
+    assert calculate_psnr(rgb_img, gray_ref, y_channel=False) == pytest.approx(expected)
+    assert calculate_ssim(rgb_img, gray_ref, y_channel=False) == pytest.approx(calculate_ssim(gray_img, gray_ref))
 
 
 def ssim_reference(a: np.ndarray, b: np.ndarray) -> float:
@@ -171,3 +174,6 @@ def test_lpips_feeds_rgb_in_minus_one_one(monkeypatch, fresh_lpips):
     assert a.shape == b.shape == (1, 3, 8, 8) and float(a.min()) == -1 and float(b.max()) == 1
     assert calculate_lpips(white, white, crop_border=2) == 0
     assert seen[-1][0].shape == (1, 3, 4, 4)
+    for border in (4, -1):
+        with pytest.raises(TorchSRError, match=f"crop_border={border} leaves nothing of a 8x8 image"):
+            calculate_lpips(white, white, crop_border=border)

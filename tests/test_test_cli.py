@@ -270,3 +270,28 @@ def test_an_unwritable_json_target_is_refused_before_scoring(tiny_model, folder,
     assert main([str(tiny_model), "-d", str(folder), "--json", target]) == 2
     err = capsys.readouterr()
     assert f"--json {target}: " in err.err and message in err.err and err.out == ""  # refused before any work
+
+
+def test_an_image_too_small_to_score_is_named(folder, capsys):
+    Image.fromarray(np.zeros((8, 28, 3), np.uint8)).save(folder / "sliver.png")  # 4 px shaved leave nothing
+    assert main(["--bicubic", "-d", str(folder)]) == 2
+    assert "error: sliver: crop_border=4 leaves nothing of a 28x8 image; remove the image" in capsys.readouterr().err
+
+
+def test_two_datasets_of_one_name_are_refused(folder, tmp_path_factory, capsys):
+    other = tmp_path_factory.mktemp("elsewhere") / folder.name
+    other.mkdir()
+    Image.open(next(folder.glob("*.png"))).save(other / "a.png")
+    assert main(["--bicubic", "-d", f"{folder},{other}", "-o", str(tmp_path_factory.mktemp("out"))]) == 2
+    assert f"are both named {folder.name!r}" in capsys.readouterr().err
+
+
+def test_tile_words_in_any_case_and_json_of_non_finite_means(tiny_model, folder, capsys):
+    from torch_sr.evaluation import EvalResult, ImageScore
+
+    for word in ("AUTO", "None"):
+        assert main([str(tiny_model), "-d", str(folder), "--tile", word, "--json", "-"]) == 0
+        capsys.readouterr()
+    result = EvalResult("x", 4, 4, True)
+    result.images = [ImageScore("a", psnr=float("nan"), ssim=1.0), ImageScore("b", psnr=float("-inf"), ssim=1.0)]
+    assert [image["psnr"] for image in result.to_dict()["images"]] == ["nan", "-inf"]

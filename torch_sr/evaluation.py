@@ -96,7 +96,7 @@ class EvalResult:
         cols = self.columns()
 
         def num(v: float) -> float | str:
-            return v if math.isfinite(v) else "inf"
+            return v if math.isfinite(v) else str(v)  # "inf", "-inf", "nan": JSON has no such numbers
 
         return {
             "dataset": self.dataset,
@@ -174,15 +174,22 @@ def comparison_table(labelled: Sequence[tuple[str, EvalResult]]) -> str:
     return _render_table(first.title(timing), first, columns)
 
 
-def _scores(out: torch.Tensor, hr: torch.Tensor, ref: torch.Tensor, crop_border: int, y_channel: bool, lpips: bool) -> dict:
-    scores = {
-        "psnr": calculate_psnr(out, ref, crop_border, y_channel),
-        "ssim": calculate_ssim(out, ref, crop_border, y_channel),
-    }
-    if lpips:
-        from torch_sr.metrics.lpips import calculate_lpips
+def _scores(
+    out: torch.Tensor, hr: torch.Tensor, ref: torch.Tensor, crop_border: int, y_channel: bool, lpips: bool, name: str
+) -> dict:
+    """PSNR, SSIM (and LPIPS) of one image; an image the metrics cannot take (smaller than the border to
+    shave, or than SSIM's window) is an error that names it."""
+    try:
+        scores = {
+            "psnr": calculate_psnr(out, ref, crop_border, y_channel),
+            "ssim": calculate_ssim(out, ref, crop_border, y_channel),
+        }
+        if lpips:
+            from torch_sr.metrics.lpips import calculate_lpips
 
-        scores["lpips"] = calculate_lpips(out, hr, crop_border)
+            scores["lpips"] = calculate_lpips(out, hr, crop_border)
+    except TorchSRError as e:
+        raise TorchSRError(f"{name}: {e}; remove the image or use a smaller --crop-border") from None
     return scores
 
 
@@ -226,7 +233,7 @@ def evaluate(
         bicubic = sr = None
         if with_bicubic or upscale is None:
             bicubic = imresize(lr, scale)
-            for k, v in _scores(bicubic, hr, ref, crop_border, y_channel, lpips).items():
+            for k, v in _scores(bicubic, hr, ref, crop_border, y_channel, lpips, item["name"]).items():
                 setattr(score, f"bicubic_{k}", v)
         if upscale is not None:
             with torch.inference_mode():
@@ -237,7 +244,7 @@ def evaluate(
                     f"{tuple(hr.shape)}; does the model upscale x{scale} with {hr.shape[0]} channels?"
                 )
             sr = to_uint8(out[0].float().cpu())
-            for k, v in _scores(sr, hr, ref, crop_border, y_channel, lpips).items():
+            for k, v in _scores(sr, hr, ref, crop_border, y_channel, lpips, item["name"]).items():
                 setattr(score, k, v)
         if save_dir is not None:
             saved = sr if sr is not None else bicubic

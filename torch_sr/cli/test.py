@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _tile(value: str) -> int | str | None:
-    if value == "auto":
+    if value.lower() == "auto":
         return "auto"
     if value.lower() == "none":
         return None
@@ -271,7 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tta and not to_stdout:
         print("x8 self-ensemble (--tta): every model score below is of the mean of 8 flipped/transposed outputs")
     results: list[list] = [[] for _ in runs]  # per model, per dataset
-    sets = [(dataset_name(s), resolve_images(s, args.split, args.data_root, download=not args.no_download)) for s in specs]
+    names = [dataset_name(s) for s in specs]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:  # their tables, JSON entries and output folders would be told apart by nothing
+        same = [s for s, n in zip(specs, names) if n == twice]
+        raise TorchSRError(f"-d: {' and '.join(same)} are both named {twice!r}; give each dataset a folder of its own name")
+    sets = [(name, resolve_images(s, args.split, args.data_root, download=not args.no_download)) for s, name in zip(specs, names)]
     _refuse_writing_among_inputs(sets, specs, args, labels if several else [])
     for name, paths in sets:
         dataset = SREvalDataset(paths, scale, cache=False, degradation=degradation)

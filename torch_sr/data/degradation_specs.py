@@ -9,6 +9,7 @@ settings). Each image's random draws are seeded by its name and the spec, so sco
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from torch_sr.data.imresize import imresize
 from torch_sr.errors import TorchSRError
 
 FORMS = "jpeg:Q, noise:SIGMA, blur:SIGMA joined by '+' (e.g. noise:10+jpeg:70), or realesrgan"
+# Blur sigma in HR pixels (below 0.1 the kernel is a point; far above 50 it is the image's mean), noise on 0-255.
+SIGMA_RANGE = {"blur": (0.1, 50.0), "noise": (0.0, 255.0)}
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,13 @@ def parse_degradation(spec: str) -> EvalDegradation:
             number = float(value)
         except ValueError:
             number = float("nan")
-        if kind not in ("blur", "noise", "jpeg") or not number == number:
+        if kind not in ("blur", "noise", "jpeg") or not math.isfinite(number):
             raise TorchSRError(f"--degrade {spec!r}: cannot read {part!r}; use {FORMS}")
         if kind == "jpeg" and not (number == int(number) and 1 <= number <= 100):
             raise TorchSRError(f"--degrade {spec!r}: JPEG quality must be a whole number in 1..100, got {value}")
-        if kind == "blur" and not number > 0 or kind == "noise" and not number >= 0:
-            raise TorchSRError(f"--degrade {spec!r}: {kind} sigma must be {'positive' if kind == 'blur' else '>= 0'}")
+        low, high = SIGMA_RANGE.get(kind, (0, 0))
+        if kind != "jpeg" and not low <= number <= high:
+            raise TorchSRError(f"--degrade {spec!r}: {kind} sigma must be in {low:g}..{high:g}, got {value}")
         if kind == "blur" and steps:
             raise TorchSRError(f"--degrade {spec!r}: blur acts on the HR image, so it comes first and once")
         steps.append((kind, number))

@@ -44,13 +44,19 @@ def as_uint8_hwc(img: np.ndarray | torch.Tensor, what: str = "image") -> np.ndar
 def _score_channels(img: np.ndarray, y_channel: bool, gray: bool) -> np.ndarray:
     """The float64 `HWC` planes a metric compares (see `prepare_pair`)."""
     if img.shape[2] == 1:
-        return img.astype(np.float64) if y_channel or gray else np.repeat(img, 3, axis=2).astype(np.float64)
+        return img.astype(np.float64) if y_channel else np.repeat(img, 3, axis=2).astype(np.float64)
     if img.shape[2] != 3:
         raise TorchSRError(f"expected 1 (grayscale) or 3 (RGB) channels, got {img.shape[2]}")
     if not y_channel:
         return img.astype(np.float64)
     y = rgb_to_y(img)
     return (y_to_gray(y) if gray else y)[:, :, None]
+
+
+def check_crop_border(shape: tuple[int, ...], crop_border: int) -> None:
+    """Refuse a border to shave (`HWC` shape) that is negative or leaves nothing of the image."""
+    if crop_border < 0 or 2 * crop_border >= min(shape[:2]):
+        raise TorchSRError(f"crop_border={crop_border} leaves nothing of a {shape[1]}x{shape[0]} image")
 
 
 def prepare_pair(
@@ -67,8 +73,7 @@ def prepare_pair(
     a, b = as_uint8_hwc(img, "image"), as_uint8_hwc(ref, "reference")
     if a.shape[:2] != b.shape[:2]:
         raise TorchSRError(f"image and reference differ in size: {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]}")
-    if crop_border < 0 or 2 * crop_border >= min(a.shape[:2]):
-        raise TorchSRError(f"crop_border={crop_border} leaves nothing of a {a.shape[1]}x{a.shape[0]} image")
+    check_crop_border(a.shape, crop_border)
     gray = a.shape[2] == 1 or b.shape[2] == 1
     a, b = _score_channels(a, y_channel, gray), _score_channels(b, y_channel, gray)
     if crop_border:

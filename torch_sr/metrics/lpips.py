@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from torch_sr.errors import TorchSRError
-from torch_sr.metrics.inputs import as_uint8_hwc
+from torch_sr.metrics.inputs import as_uint8_hwc, check_crop_border
 
 BACKBONE_FILES = {  # what the lpips package asks torchvision for on first use
     "alex": "alexnet-owt-7be5be79.pth",
@@ -48,6 +48,7 @@ def lpips_model(net: str = "alex", device: str = "cpu") -> Any:
 
 def _to_lpips_input(img: np.ndarray | torch.Tensor, what: str, crop_border: int) -> torch.Tensor:
     arr = as_uint8_hwc(img, what)
+    check_crop_border(arr.shape, crop_border)
     if crop_border:
         arr = arr[crop_border:-crop_border, crop_border:-crop_border]
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float() / 127.5 - 1
