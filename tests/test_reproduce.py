@@ -1,5 +1,6 @@
 """torch-sr-reproduce: every shipped model's recipe is complete and chained; a small recipe runs end to end."""
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,10 @@ def test_a_recipe_runs_end_to_end_and_a_second_run_keeps_everything(tmp_path, mo
     assert main(["recipe.json"]) == 0  # again: nothing retrained or rewritten
     again = capsys.readouterr().out
     assert again.count("exists: kept") == 3 and (tmp_path / "saved_models" / "tiny.pth").stat().st_mtime_ns == stamp
+    shutil.rmtree(tmp_path / "saved_models" / "a")  # a finished stage's folder, deleted to save space
+    assert main(["recipe.json"]) == 0
+    assert "what later steps make of it exists (saved_models/deep.pth): kept" in capsys.readouterr().out
+    assert not (tmp_path / "saved_models" / "a").exists()  # not trained again for nothing
 
 
 def test_bad_recipes_are_named(tmp_path, monkeypatch, capsys):

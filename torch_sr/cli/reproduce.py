@@ -3,7 +3,8 @@
 A recipe (`configs/recipes/<model>/recipe.json`) lists the steps as the command lines of this
 library's tools (`train`, `deepen`, `export`, `interpolate`, `test`); globs (`saved_models/x4_stage1/*_final_model.pth`)
 are expanded when the step runs, once the files exist. Running it again continues where it stopped:
-training steps resume from their newest checkpoint (a finished stage trains nothing; one stopped early
+training steps resume from their newest checkpoint (a finished stage trains nothing, nor one whose files the
+later steps made from it exist; one stopped early
 by design with `--stop-after N` trains until its checkpoint has N iterations), and a deepen or export
 step whose output exists is kept. Run it from the repository root, where the configs and
 `../shared/data` are.
@@ -107,12 +108,20 @@ def expand(arg: str) -> str:
     return matches[-1]
 
 
+def _output_dir(train_args: list[str]) -> Path:
+    return Path(train_args[train_args.index("--output-dir") + 1]) if "--output-dir" in train_args else Path("saved_models")
+
+
+def _products(later: list[list[str]], out: Path) -> list[str]:
+    """The files that the deepen/export steps after a training step write from its output folder."""
+    return [step[2] for step in later if step[0] in WRITES and Path(step[1]).parent == out]
+
+
 def _iterations_done(train_args: list[str]) -> int:
     """Iterations the run in the step's output folder has trained (its newest checkpoint; 0 without one)."""
     from torch_sr.training.checkpointing import TRAINING_KEY, read_checkpoint
 
-    out = Path(train_args[train_args.index("--output-dir") + 1]) if "--output-dir" in train_args else Path("saved_models")
-    checkpoints = sorted(out.glob("*_checkpoint.pth"), key=lambda p: p.stat().st_mtime)
+    checkpoints = sorted(_output_dir(train_args).glob("*_checkpoint.pth"), key=lambda p: p.stat().st_mtime)
     if not checkpoints:
         return 0
     state = read_checkpoint(checkpoints[-1])[TRAINING_KEY]
@@ -141,12 +150,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{k}/{len(steps)}] {shell_line(step)}", flush=True)
         if args.dry_run:
             continue
-        tool, rest = step[0], [expand(a) for a in step[1:]]
-        written = rest[1] if tool in WRITES else rest[-1] if tool == "interpolate" else None
-        if written is not None and Path(written).exists():
+        tool = step[0]
+        written = step[2] if tool in WRITES else step[-1] if tool == "interpolate" else None
+        if written is not None and Path(written).exists():  # before its inputs are looked for: they may be gone
             print(f"  {written} exists: kept", flush=True)
             continue
+        rest = [expand(a) for a in step[1:]]
         if tool == "train":
+            products = _products(steps[k:], _output_dir(rest))
+            if products and all(Path(p).exists() for p in products):
+                print(f"  what later steps make of it exists ({', '.join(products)}): kept", flush=True)
+                continue
             if "--stop-after" in rest:  # a stage stopped early by design: N iterations in all, over any reruns
                 i = rest.index("--stop-after") + 1
                 target, done = int(rest[i]), _iterations_done(rest)
