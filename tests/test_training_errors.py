@@ -307,3 +307,20 @@ def test_missing_perceptual_weights_of_the_gan_stage_are_refused_before_the_psnr
     assert run({"training": gan, "perceptual_loss": {"pretrained": True, **perceptual}}) == 2
     assert re.search(match, one_error_line(capsys.readouterr().err))
     assert not list(tmp_path.rglob("*.pth"))  # not one PSNR iteration was trained
+
+
+def test_a_resumed_run_that_lengthens_its_stage_follows_the_new_schedule(run, monkeypatch):
+    """The optimiser's saved rate is the old schedule's; the first resumed iteration must use the new one."""
+    cosine = {"scheduler": "cosine", "min_lr_factor": 0.1, "val_interval": 100}
+    used = []
+    step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    assert run({"pretraining": {**cosine, "num_iterations": 8}}, "--output-dir", "resumed", "--stop-after", "4") == 0
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    assert run({"pretraining": {**cosine, "num_iterations": 16}}, "--output-dir", "resumed", "--resume", "--stop-after", "1") == 0
+    assert run({"pretraining": {**cosine, "num_iterations": 16}}, "--output-dir", "straight", "--stop-after", "5") == 0
+    assert len(used) == 6 and used[0] == used[-1]  # iteration 5 of a 16-iteration cosine, both ways

@@ -135,18 +135,20 @@ class TrainState:
 
     def use_config_learning_rates(self) -> list[str]:
         """After `load_training_dict`: take the config's learning rates where they differ from the checkpoint's
-        (a resumed run may lower them), at the schedule's current factor; returns the optimisers changed."""
+        (a resumed run may lower them), and set every rate to its schedule's factor now, for the config's
+        length of the stage (which a resumed run may change: the optimiser's saved rate is the old curve's).
+        Returns the optimisers whose base rate changed."""
         changed = []
         for name, opt in self.optimizers.items():
             lr, schedule = self.stage.section.optimizers[name].lr, self.schedulers[name]
-            if all(base == lr for base in schedule.base_lrs):
-                continue
-            schedule.base_lrs = [lr] * len(opt.param_groups)
-            for group, factor in zip(opt.param_groups, schedule.lr_lambdas):
-                group["initial_lr"] = lr
-                group["lr"] = lr * factor(schedule.last_epoch)
+            if any(base != lr for base in schedule.base_lrs):
+                schedule.base_lrs = [lr] * len(opt.param_groups)
+                for group in opt.param_groups:
+                    group["initial_lr"] = lr
+                changed.append(name)
+            for group, base, factor in zip(opt.param_groups, schedule.base_lrs, schedule.lr_lambdas):
+                group["lr"] = base * factor(schedule.last_epoch)  # as LambdaLR computes it: bit-identical when unchanged
             schedule._last_lr = [group["lr"] for group in opt.param_groups]
-            changed.append(name)
         return changed
 
 
