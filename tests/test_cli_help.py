@@ -62,3 +62,15 @@ def test_a_usage_error_is_one_line_with_status_2(command, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1, err
     assert err.startswith("error: ") and err.rstrip().endswith("--help)")
+
+
+@pytest.mark.parametrize("command, script", [("inference", "inference.py"), ("test", "test.py"), ("train", "train.py"),
+                                             ("net_interpolation", "net_interpolation.py")])  # fmt: skip
+def test_usage_names_the_command_as_it_was_typed(command, script, monkeypatch):
+    import importlib
+
+    build = importlib.import_module(f"torch_sr.cli.{command}").build_parser
+    monkeypatch.setattr("sys.argv", [f"/usr/local/bin/torch-sr-{command.replace('_', '-')}"])
+    assert build().prog == f"torch-sr-{command.replace('_', '-')}"  # installed: there is no inference.py to run
+    monkeypatch.setattr("sys.argv", [script])
+    assert build().prog == script

@@ -295,3 +295,16 @@ def test_tile_words_in_any_case_and_json_of_non_finite_means(tiny_model, folder,
     result = EvalResult("x", 4, 4, True)
     result.images = [ImageScore("a", psnr=float("nan"), ssim=1.0), ImageScore("b", psnr=float("-inf"), ssim=1.0)]
     assert [image["psnr"] for image in result.to_dict()["images"]] == ["nan", "-inf"]
+
+
+def test_a_missing_lpips_package_is_said_before_any_work_and_alone(tiny_model, folder, capsys, monkeypatch):
+    import torch_sr.evaluation
+    from torch_sr.metrics.lpips import lpips_model
+
+    monkeypatch.setitem(__import__("sys").modules, "lpips", None)
+    lpips_model.cache_clear()
+    monkeypatch.setattr(torch_sr.evaluation, "evaluate", lambda *a, **k: pytest.fail("scored before finding lpips missing"))
+    assert main([str(tiny_model), "-d", str(folder), "--lpips"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: LPIPS needs the optional package 'lpips'") and "crop-border" not in err
+    lpips_model.cache_clear()

@@ -184,12 +184,12 @@ def _scores(
             "psnr": calculate_psnr(out, ref, crop_border, y_channel),
             "ssim": calculate_ssim(out, ref, crop_border, y_channel),
         }
-        if lpips:
-            from torch_sr.metrics.lpips import calculate_lpips
-
-            scores["lpips"] = calculate_lpips(out, hr, crop_border)
     except TorchSRError as e:
         raise TorchSRError(f"{name}: {e}; remove the image or use a smaller --crop-border") from None
+    if lpips:
+        from torch_sr.metrics.lpips import calculate_lpips
+
+        scores["lpips"] = calculate_lpips(out, hr, crop_border)  # the same sizes PSNR just took
     return scores
 
 

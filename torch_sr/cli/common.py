@@ -101,6 +101,13 @@ def _stdout_closed() -> bool:
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
+def command_name(script: str) -> str:
+    """The name the user typed: `torch-sr-inference` when the installed command runs, else `script`
+    (`inference.py` from a checkout), for usage lines and "see ... --help" hints."""
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return called if called.startswith("torch-sr-") else script
+
+
 def exit_status_epilog(meanings: Mapping[int, str]) -> str:
     """The `--help` epilog listing a command's exit statuses (for `HelpFormatter`); Ctrl-C's 130, a
     closed pipe's 141 and SIGTERM's 143 (`reports_errors` ends every command so) are added."""

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch_sr.cli.common import (
-    ArgumentParser, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
+    ArgumentParser, command_name, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, HelpFormatter, add_max_pixels_option,
+    exit_status_epilog, reports_errors,
 )
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import (
@@ -49,7 +50,7 @@ def _quality(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command's options; handlers for other inputs add theirs to this parser."""
     p = ArgumentParser(
-        prog="inference.py",
+        prog=command_name("inference.py"),
         description="Upscale images and videos with a super-resolution model. Inputs may be files, folders "
         "(their images and videos; with -r also those of their sub-folders) or glob patterns such as "
         "'photos/**/*.jpg'. With -o, what a folder or glob finds keeps its sub-folders under OUT_DIR.",

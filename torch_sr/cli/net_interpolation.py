@@ -5,14 +5,16 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch_sr.cli.common import ArgumentParser, EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors
+from torch_sr.cli.common import (
+    ArgumentParser, command_name, EXIT_ERROR, EXIT_OK, HelpFormatter, exit_status_epilog, reports_errors,
+)  # fmt: skip
 from torch_sr.errors import ConfigError
 from torch_sr.weights import resolve_model
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="net_interpolation.py",
+        prog=command_name("net_interpolation.py"),
         description="Write theta = (1 - alpha) theta_PSNR + alpha theta_GAN for two models of the same "
         "architecture (any accepted file layout).",
         formatter_class=HelpFormatter,

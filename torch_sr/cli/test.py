@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch_sr.cli.common import (
-    ArgumentParser, EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
+    ArgumentParser, command_name, EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
 )  # fmt: skip
 from torch_sr.errors import TorchSRError
 from torch_sr.inference.defaults import MIN_TILE
@@ -34,7 +34,7 @@ DEFAULT_FIGURE_DIR = Path("test_results")
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="test.py",
+        prog=command_name("test.py"),
         description="Score a super-resolution model on benchmark datasets: PSNR/SSIM (Y channel of BT.601, "
         "scale pixels shaved, as published), with the MATLAB-bicubic baseline beside it.",
         formatter_class=HelpFormatter,
@@ -254,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch_sr.data.degradation_specs import parse_degradation
 
     degradation = parse_degradation(args.degrade) if args.degrade is not None else None
+    if args.lpips:  # a missing package or backbone before any work, not after the first image
+        from torch_sr.metrics.lpips import lpips_model
+
+        lpips_model()
     if args.json and args.json != "-":
         check_output_file(args.json, "--json")
     if args.out_dir:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torch_sr.cli.common import (
-    ArgumentParser, EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
+    ArgumentParser, command_name, EXIT_ERROR, EXIT_OK, HelpFormatter, add_max_pixels_option, exit_status_epilog, reports_errors,
 )  # fmt: skip
 from torch_sr.errors import TorchSRError
 
@@ -63,7 +63,7 @@ def _warn_if_autocast_is_off(device: torch.device, amp_dtype: str | None) -> Non
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="train.py",
+        prog=command_name("train.py"),
         description="Train a super-resolution model from a JSON config: PSNR pre-training of the generator, then "
         "GAN training with the discriminator (ESRGAN). Start several processes with torchrun for "
         "DistributedDataParallel, on one machine or several (docs/training-on-clusters.md).",
