@@ -71,3 +71,49 @@ def test_the_progress_bar_shows_the_current_losses(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""  # echo=False: nothing on stdout
     assert "PSNR: 100%" in captured.err and "content=" in captured.err and "d_total=" in captured.err
+
+
+def test_logged_learning_rates_are_the_ones_the_iterations_used_and_final_models_keep_their_scores(tmp_path, monkeypatch):
+    import torch
+
+    from torch_sr.model_files.model_file import read_model_file
+    from torch_sr.training.logging import RunLogger
+
+    train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
+    stage = {"num_iterations": 4, "warmup_iterations": 2, "scheduler": "cosine", "val_interval": 4}
+    cfg = tiny_config(train, val, training={"enabled": False}, pretraining=stage, logging={"log_interval": 1})
+    used, logged = [], {}
+    step, scalars = torch.optim.Adam.step, RunLogger.scalars
+
+    def recording_step(self, *args, **kwargs):
+        used.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    def recording_scalars(self, values, at):
+        logged.update({at: values["PSNR/lr/generator"]} if "PSNR/lr/generator" in values else {})
+        return scalars(self, values, at)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    monkeypatch.setattr(RunLogger, "scalars", recording_scalars)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(write_config(tmp_path / "c.json", cfg)), "--device", "cpu"]) == 0
+    assert [logged[k] for k in (1, 2, 3, 4)] == used and used[0] < used[1]  # the warm-up's first rate is logged
+    final = read_model_file(next((tmp_path / "saved_models").glob("*_final_model.pth")))
+    assert final.meta["validation"]["val/psnr"] > 0  # the validation of the last iteration, as best models have
+
+
+def test_weights_and_biases_that_cannot_start_is_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    def no_key(**kwargs):
+        raise RuntimeError("No API key configured. Use `wandb login` to log in.")
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=no_key))
+    train, val = make_images(tmp_path / "train", 4, (32, 32)), make_images(tmp_path / "val", 1, (32, 32), seed=1)
+    cfg = tiny_config(train, val, logging={"wandb": True, "dir": str(tmp_path / "runs")})
+    monkeypatch.chdir(tmp_path)
+    assert main([str(write_config(tmp_path / "c.json", cfg)), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "error: logging/wandb: Weights & Biases could not start (No API key configured." in err
+    assert "WANDB_MODE=offline" in err and "Traceback" not in err

@@ -42,14 +42,14 @@ def test_the_learning_rates_follow_their_schedules_to_lr_times_min_lr_factor(run
         "training": {"scheduler": "cosine", "min_lr_factor": 0.2, "g_lr": 1e-4, "d_lr": 3e-4},
     }
     assert run(changes) == 0
-    # logged after iteration i (1-based) is the lr the next iteration uses: lr * factor(i)
+    # logged after iteration i (1-based) is the lr iteration i used: lr * factor(i - 1); the schedule ends at the floor
     psnr = LRSchedule("cosine", warmup_iterations=2, min_lr_factor=0.1)
-    assert logged["PSNR/lr/generator"] == [(i, pytest.approx(5e-4 * psnr.factor(i, 6))) for i in range(1, 7)]
-    assert logged["PSNR/lr/generator"][-1][1] == pytest.approx(5e-4 * 0.1)
+    assert logged["PSNR/lr/generator"] == [(i, pytest.approx(5e-4 * psnr.factor(i - 1, 6))) for i in range(1, 7)]
+    assert logged["PSNR/lr/generator"][0][1] == pytest.approx(5e-4 / 2) and psnr.factor(6, 6) == pytest.approx(0.1)
     gan = LRSchedule("cosine", min_lr_factor=0.2)
     for name, lr in (("generator", 1e-4), ("discriminator", 3e-4)):
-        assert logged[f"ESRGAN/lr/{name}"] == [(6 + i, pytest.approx(lr * gan.factor(i, 4))) for i in range(1, 5)]
-        assert logged[f"ESRGAN/lr/{name}"][-1][1] == pytest.approx(lr * 0.2)
+        assert logged[f"ESRGAN/lr/{name}"] == [(6 + i, pytest.approx(lr * gan.factor(i - 1, 4))) for i in range(1, 5)]
+        assert logged[f"ESRGAN/lr/{name}"][0][1] == pytest.approx(lr) and gan.factor(4, 4) == pytest.approx(0.2)
 
 
 def test_the_best_model_is_the_highest_psnr_then_the_lowest_gan_stage_image_loss(run, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from torch_sr.config.schema import LoggingConfig
+from torch_sr.errors import TorchSRError, first_line
 
 LOG_FILE = "train.log"
 
@@ -49,14 +50,22 @@ class RunLogger:
         if settings.wandb:
             import wandb
 
-            self._wandb = wandb.init(
-                project=settings.wandb_project,
-                name=run_dir.name,
-                id=re.sub(r"[^A-Za-z0-9_-]", "-", run_id) or None,
-                resume="allow",
-                dir=str(run_dir),
-                config=dict(config or {}),
-            )
+            try:
+                self._wandb = wandb.init(
+                    project=settings.wandb_project,
+                    name=run_dir.name,
+                    id=re.sub(r"[^A-Za-z0-9_-]", "-", run_id) or None,
+                    resume="allow",
+                    dir=str(run_dir),
+                    config=dict(config or {}),
+                )
+            except Exception as e:  # noqa: BLE001 - wandb fails in its own ways (no API key, no network, ...)
+                self.close()
+                raise TorchSRError(
+                    f"logging/wandb: Weights & Biases could not start ({first_line(e)}); log in with `wandb login`, "
+                    "or set WANDB_MODE=offline (sync later with `wandb sync`) or WANDB_MODE=disabled, or set "
+                    "logging/wandb to false"
+                ) from None
 
     @property
     def enabled(self) -> bool:

@@ -109,6 +109,7 @@ def train_stage(
             if adversarial is not None:
                 backward(terms["d_total"], opt["discriminator"], scaler["discriminator"])
                 optimizer_step(opt["discriminator"], scaler["discriminator"], params["discriminator"], clip)
+            used_lrs = {name: o.param_groups[0]["lr"] for name, o in opt.items()}  # this iteration's, for the log
             for schedule in state.schedulers.values():
                 schedule.step()
             if state.ema is not None:
@@ -122,7 +123,7 @@ def train_stage(
             bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
             bar.update()
             if state.iteration % cfg.logging.log_interval == 0 or state.iteration == state.total_iterations:
-                session.log_training(state, {k: v / count for k, v in sums.items()}, busy, count)
+                session.log_training(state, {k: v / count for k, v in sums.items()}, used_lrs, busy, count)
                 sums, count, busy = {}, 0, 0.0
             _at_intervals(session, state, objective, val_sets)
 
@@ -154,7 +155,7 @@ def _at_intervals(session: Session, state: TrainState, objective: Objective, val
     if options.store_model_interval and it % options.store_model_interval == 0:
         session.save_model(state, f"iter{it}")
     if last:
-        session.save_model(state, "final")
+        session.save_model(state, "final", session.validation_meta(state))
     if it % options.checkpoint_interval == 0 or last:
         session.save_checkpoint(state)
     if session.stopping and not last:  # after the last, the run goes on to the next stage or ends (run.py)

@@ -91,6 +91,7 @@ class Session:
         self.last_checkpoint: Path | None = None
         self.iterations_run = 0
         self.stopping = False  # every process agreed to stop after the current iteration
+        self.last_validation: tuple[str, int, dict[str, float]] = ("", -1, {})  # stage, iteration, scores
         self._saved: tuple[str, int] | None = None
         self.run_dir = Path(cfg.logging.dir) / run_name if ctx.is_main else None
         self._purge_step = purge_step
@@ -180,9 +181,9 @@ class Session:
     def global_step(self, state: TrainState) -> int:
         return state.step_offset + state.iteration
 
-    def log_training(self, state: TrainState, means: dict[str, float], seconds: float, count: int) -> None:
+    def log_training(self, state: TrainState, means: dict[str, float], lrs: dict[str, float], seconds: float, count: int) -> None:
+        """The mean losses of the last `count` iterations and the learning rates the latest one used."""
         label = state.stage.name
-        lrs = {name: opt.param_groups[0]["lr"] for name, opt in state.optimizers.items()}
         scalars = {f"{label}/train/{k}": v for k, v in means.items()}
         scalars.update({f"{label}/lr/{k}": v for k, v in lrs.items()})
         scalars[f"{label}/train/iterations_per_second"] = count / max(seconds, 1e-9)
@@ -203,6 +204,7 @@ class Session:
             self.cfg.val_loss_tile,
         )  # fmt: skip
         label, step = state.stage.name, self.global_step(state)
+        self.last_validation = (state.stage.label, state.iteration, result.metrics)
         self.logger.scalars({f"{label}/val/{k}": v for k, v in result.metrics.items()}, step)
         self.logger.images({f"{label}/samples/{k}": img for k, img in result.samples.items()}, step)
         self.logger.info(f"{label} validation at iteration {state.iteration}: {result.summary()}")
@@ -216,6 +218,11 @@ class Session:
             self.logger.info(f"{label}: best validation {criterion} {value:.4f} so far: {path}")
 
     # -- files -------------------------------------------------------------------------------------
+
+    def validation_meta(self, state: TrainState) -> dict[str, Any]:
+        """`{"validation": scores}` when the model at this iteration was just validated (for its model file)."""
+        stage, iteration, metrics = self.last_validation
+        return {"validation": metrics} if (stage, iteration) == (state.stage.label, state.iteration) else {}
 
     def prefix(self, stage: Stage) -> str:
         return file_prefix(self.timestamp, stage)
