@@ -100,6 +100,39 @@ def test_an_error_raised_in_a_dataloader_worker_is_one_line(capsys):
     assert capsys.readouterr().err == "error: /data/zz.jpg: cannot decode image (truncated); replace or delete the file\n"
 
 
+def test_sigterm_is_never_taken_for_a_damaged_file_and_forked_children_end_by_it(tmp_path, monkeypatch, capsys):
+    """`except Exception` around a load turned the signal into "damaged": train.py --resume then skipped the newest checkpoint."""
+    import multiprocessing
+    import os
+    import signal
+
+    from torch_sr import files
+
+    torch.save({"w": torch.zeros(2)}, tmp_path / "w.pth")
+
+    def interrupted_load(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return {}
+
+    @reports_errors
+    def command(argv):
+        files.read_weights(tmp_path / "w.pth")
+        return 0
+
+    monkeypatch.setattr(files.torch, "load", interrupted_load)
+    assert command([]) == 143
+    assert "damaged" not in capsys.readouterr().err
+
+    @reports_errors
+    def forking(argv):
+        child = multiprocessing.get_context("fork").Process(target=lambda: os.kill(os.getpid(), signal.SIGTERM))
+        child.start()
+        child.join(20)
+        return 0 if child.exitcode == -signal.SIGTERM else 1
+
+    assert forking([]) == 0
+
+
 def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -74,3 +74,10 @@ def test_usage_names_the_command_as_it_was_typed(command, script, monkeypatch):
     assert build().prog == f"torch-sr-{command.replace('_', '-')}"  # installed: there is no inference.py to run
     monkeypatch.setattr("sys.argv", [script])
     assert build().prog == script
+
+
+def test_a_step_of_torch_sr_reproduce_is_named_as_its_script(monkeypatch):
+    from torch_sr.cli import train
+
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/torch-sr-reproduce"])
+    assert train.build_parser().prog == "train.py"

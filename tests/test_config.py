@@ -385,3 +385,13 @@ def test_training_manual_documents_every_key_and_its_example_is_valid():
     assert sorted(n for n in names if f"`{n}" not in part and f"{n}`" not in part) == []
     example = json.loads(part.split("```json")[1].split("```")[0])
     assert validate_config(example).generator.hparams["num_basic_blocks"] == 23
+
+
+def test_unet_windows_of_a_stage_with_phases_are_the_phases():
+    unet = {"arch": "unet_discriminator"}
+    phases = [{"cr_patch_size": [68, 68], "num_iterations": 10}, {"cr_patch_size": [132, 132], "num_iterations": 10}]
+    validate_config({"discriminator": unet, "training": {"d_shift": 4, "phases": phases}})  # 64 and 128: fine
+    validate_config({"discriminator": unet, "training": {"cr_patch_size": None, "phases": phases, "d_shift": 4}})
+    with pytest.raises(ConfigError, match=r"training/phases\[1\]/cr_patch_size: unet_discriminator judges \[124, 124\]"):
+        wrong = [phases[0], {**phases[1], "cr_patch_size": [128, 128]}]
+        validate_config({"discriminator": unet, "training": {"d_shift": 4, "phases": wrong}})

@@ -264,3 +264,36 @@ def test_float_pixels_are_refused_and_16_bit_colour_is_rounded_like_16_bit_grey(
     expected = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(read_dataset_image(tmp_path / "c16.png"), expected)
     np.testing.assert_array_equal(read_dataset_image(tmp_path / "g16.png", 1)[:, :, 0], expected[:, :, 0])
+
+
+def _png16(path: Path, arr: np.ndarray, interlace: int) -> Path:
+    """A 16-bit RGB PNG written by hand (Pillow cannot), Adam7-interlaced or not."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    h, w, _ = arr.shape
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    subs = [arr[y0::dy, x0::dx] for x0, y0, dx, dy in passes] if interlace else [arr]
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for sub in subs if sub.size for row in sub)
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, interlace)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_interlaced_16_bit_colour_pngs_and_odd_orientation_tags_still_read(tmp_path):
+    import struct
+
+    from torch_sr.data.image_files import image_info, read_dataset_image
+
+    values = np.random.default_rng(2).integers(0, 65536, (16, 16, 3)).astype(np.uint16)
+    rounded = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(read_dataset_image(_png16(tmp_path / "flat.png", values, 0)), rounded)
+    interlaced = read_dataset_image(_png16(tmp_path / "adam7.png", values, 1))  # the 16-bit reader declines it
+    assert interlaced.shape == (16, 16, 3) and np.abs(interlaced.astype(int) - rounded).max() <= 1
+    # an Orientation entry of the wrong type (ASCII "ab"): not 5-8, so nothing turns, and the image reads
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHI", 0x0112, 2, 4) + b"ab\x00\x00" + struct.pack("<I", 0)
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(tmp_path / "ascii.jpg", exif=b"Exif\x00\x00" + tiff)
+    assert image_info(tmp_path / "ascii.jpg")[:2] == (8, 12) and read_dataset_image(tmp_path / "ascii.jpg").shape == (8, 12, 3)

@@ -162,3 +162,24 @@ def test_a_step_stopped_by_a_signal_ends_the_recipe_with_its_status(tmp_path, mo
     monkeypatch.setattr(reproduce, "_tool", lambda tool: lambda argv: ran.append(tool) or status)
     assert main(["r.json"]) == status
     assert ran == ["train"] and "run this again to continue" in capsys.readouterr().out
+
+
+def test_a_damaged_newest_checkpoint_is_passed_over_as_train_py_does(tmp_path, monkeypatch, capsys):
+    from trainer_fixtures import make_images, write_config
+
+    from torch_sr.cli import train
+    from torch_sr.training.checkpointing import read_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    make_images(tmp_path / "train", 4, (32, 32))
+    stage = {"num_iterations": 10, "cr_patch_size": [16, 16], "train_datasets": ["train"], "val_datasets": []}
+    write_config(tmp_path / "a.json", {"scale_factor": 4, "batch_size": 2, "training": {"enabled": False},
+                                       "data": {"num_workers": 0}, "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 2},
+                                       "logging": {"tensorboard": False}, "pretraining": stage})  # fmt: skip
+    assert train.main(["a.json", "--output-dir", "out", "--stop-after", "2"]) == 0
+    newest = next((tmp_path / "out").glob("*_checkpoint.pth"))
+    newest.with_name(newest.name.replace("_checkpoint.pth", "_checkpoint.previous.pth")).write_bytes(newest.read_bytes())
+    newest.write_bytes(b"garbage")  # a write cut short
+    (tmp_path / "r.json").write_text(json.dumps({"steps": [["train", "a.json", "--output-dir", "out", "--stop-after", "4"]]}))
+    assert main(["r.json"]) == 0
+    assert read_checkpoint(newest)["training"]["iteration"] == 4

@@ -65,6 +65,24 @@ def test_signals_become_a_stop_request_and_handlers_are_restored():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_a_forked_worker_records_a_signal_and_leaves_the_decision_to_the_main_process():
+    """DataLoader workers inherit the handler: raising there killed them and crashed the run without a checkpoint."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    with stop_on_signals() as stop:  # outside the loop: in the main process a signal would stop the run at once
+        def worker(queue):
+            os.kill(os.getpid(), signal.SIGINT)
+            queue.put(stop.requested)
+
+        queue = context.Queue()
+        child = context.Process(target=worker, args=(queue,))
+        child.start()
+        child.join(20)
+        assert child.exitcode == 0 and queue.get(timeout=5) is True
+        assert not stop.requested
+
+
 def test_a_signal_outside_the_training_loop_stops_at_once(tmp_path, capsys, monkeypatch):
     """A dataset download or network build has no iteration to finish: SIGTERM there must not wait for it."""
     with stop_on_signals() as stop:

@@ -25,8 +25,9 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
 EXIT_TERMINATED = 143  # 128 + SIGTERM (a cluster's time limit, `kill`)
 
 
-class Terminated(Exception):
-    """SIGTERM, raised where the program is, so that `finally` blocks run and temporary files go."""
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that `finally` blocks run and temporary files go. A
+    BaseException, like KeyboardInterrupt: no `except Exception` (a damaged-file check, say) may take it."""
 
 
 def reports_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
@@ -81,8 +82,13 @@ def _raise_on_sigterm() -> signal.Handlers | Callable | None:
     or an output's temporary file behind); the previous handler, to restore. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         return None
+    owner = os.getpid()
 
-    def handler(_signum: int, _frame: object) -> NoReturn:
+    def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:  # a forked child (a DataLoader worker): end as SIGTERM ends a process
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         raise Terminated
 
     return signal.signal(signal.SIGTERM, handler)
@@ -101,11 +107,11 @@ def _stdout_closed() -> bool:
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
-def command_name(script: str) -> str:
-    """The name the user typed: `torch-sr-inference` when the installed command runs, else `script`
-    (`inference.py` from a checkout), for usage lines and "see ... --help" hints."""
+def command_name(script: str, installed: str) -> str:
+    """The name the user typed, for usage lines and "see ... --help" hints: `installed` (`torch-sr-inference`)
+    when that command runs, else `script` (`inference.py`: from a checkout, or a step of torch-sr-reproduce)."""
     called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return called if called.startswith("torch-sr-") else script
+    return installed if called == installed else script
 
 
 def exit_status_epilog(meanings: Mapping[int, str]) -> str:

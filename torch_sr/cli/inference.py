@@ -50,7 +50,7 @@ def _quality(value: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command's options; handlers for other inputs add theirs to this parser."""
     p = ArgumentParser(
-        prog=command_name("inference.py"),
+        prog=command_name("inference.py", "torch-sr-inference"),
         description="Upscale images and videos with a super-resolution model. Inputs may be files, folders "
         "(their images and videos; with -r also those of their sub-folders) or glob patterns such as "
         "'photos/**/*.jpg'. With -o, what a folder or glob finds keeps its sub-folders under OUT_DIR.",

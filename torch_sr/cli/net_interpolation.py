@@ -14,7 +14,7 @@ from torch_sr.weights import resolve_model
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog=command_name("net_interpolation.py"),
+        prog=command_name("net_interpolation.py", "torch-sr-net-interpolation"),
         description="Write theta = (1 - alpha) theta_PSNR + alpha theta_GAN for two models of the same "
         "architecture (any accepted file layout).",
         formatter_class=HelpFormatter,

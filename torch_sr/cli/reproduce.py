@@ -119,12 +119,13 @@ def _products(later: list[list[str]], out: Path) -> list[str]:
 
 def _iterations_done(train_args: list[str]) -> int:
     """Iterations the run in the step's output folder has trained (its newest checkpoint; 0 without one)."""
-    from torch_sr.training.checkpointing import TRAINING_KEY, read_checkpoint
+    from torch_sr.training.checkpointing import TRAINING_KEY
+    from torch_sr.training.resume import find_checkpoint
 
-    checkpoints = sorted(_output_dir(train_args).glob("*_checkpoint.pth"), key=lambda p: p.stat().st_mtime)
-    if not checkpoints:
+    found = find_checkpoint(None, True, _output_dir(train_args))  # the one train.py --resume would take
+    if found is None:
         return 0
-    state = read_checkpoint(checkpoints[-1])[TRAINING_KEY]
+    state = found[1][TRAINING_KEY]
     return int(state["step_offset"]) + int(state["iteration"])
 
 

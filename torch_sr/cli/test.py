@@ -34,7 +34,7 @@ DEFAULT_FIGURE_DIR = Path("test_results")
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog=command_name("test.py"),
+        prog=command_name("test.py", "torch-sr-test"),
         description="Score a super-resolution model on benchmark datasets: PSNR/SSIM (Y channel of BT.601, "
         "scale pixels shaved, as published), with the MATLAB-bicubic baseline beside it.",
         formatter_class=HelpFormatter,

@@ -63,7 +63,7 @@ def _warn_if_autocast_is_off(device: torch.device, amp_dtype: str | None) -> Non
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog=command_name("train.py"),
+        prog=command_name("train.py", "torch-sr-train"),
         description="Train a super-resolution model from a JSON config: PSNR pre-training of the generator, then "
         "GAN training with the discriminator (ESRGAN). Start several processes with torchrun for "
         "DistributedDataParallel, on one machine or several (docs/training-on-clusters.md).",

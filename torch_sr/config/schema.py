@@ -613,8 +613,8 @@ class TrainConfig:
 def _unet_window_problems(config: TrainConfig) -> Problems:
     """The U-Net discriminator takes sides that are multiples of 8: the GAN stage's crops less d_shift."""
     for path, section in config.stage_sections():
-        if not path.startswith("training"):
-            continue
+        if not path.startswith("training") or (path == "training" and config.training.phases):
+            continue  # a stage with phases trains only its phases
         if section.cr_patch_size is None:
             yield f"{path}/cr_patch_size", "unet_discriminator needs crops (whole images have any size): give one"
             continue

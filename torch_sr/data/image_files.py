@@ -69,12 +69,13 @@ def _check_mode(path: Path, mode: str) -> None:
         raise DatasetError(f"{path}: 32-bit float pixels are not supported; save it as an 8- or 16-bit image")
 
 
-def _orientation(path: Path, im: "PIL.Image.Image") -> int:  # noqa: F821
-    """The EXIF orientation, without decoding: Pillow loads a whole PNG to look for an eXIf chunk it
-    has not met before the pixels, so a PNG's chunk headers are scanned for one first."""
+def _orientation(path: Path, im: "PIL.Image.Image") -> object:  # noqa: F821
+    """The EXIF orientation as stored (a malformed one is not 5-8, so it turns nothing), without decoding:
+    Pillow loads a whole PNG to look for an eXIf chunk it has not met before the pixels, so a PNG's
+    chunk headers are scanned for one first."""
     if im.format == "PNG" and "exif" not in im.info and not _png_has_exif(path):
         return 1
-    return int(im.getexif().get(_ORIENTATION_TAG, 1))
+    return im.getexif().get(_ORIENTATION_TAG, 1)
 
 
 def _png_has_exif(path: Path) -> bool:
@@ -106,16 +107,16 @@ def read_dataset_image(path: Path, channels: int = 3) -> np.ndarray:
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from torch_sr.inference.image_io import is_png16_colour, read_image
+    from torch_sr.inference.image_io import is_png16_colour
 
     if channels not in (1, 3):
         raise DatasetError(f"img_channels must be 1 or 3, got {channels}")
     try:
         with _open(path) as im:
             _check_mode(path, im.mode)
-            if im.format == "PNG" and is_png16_colour(path):  # Pillow would keep only the high bytes
-                arr = read_image(path).array[:, :, :3].astype(np.float64)
-                im = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8))
+            wide = _png16_colour(path) if im.format == "PNG" and is_png16_colour(path) else None
+            if wide is not None:  # Pillow would keep only the high bytes
+                im = Image.fromarray(np.clip(np.rint(wide[:, :, :3] / 257.0), 0, 255).astype(np.uint8))
             else:
                 im = ImageOps.exif_transpose(im)
                 im.load()
@@ -123,8 +124,17 @@ def read_dataset_image(path: Path, channels: int = 3) -> np.ndarray:
                 arr = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8))
             arr = np.array(im.convert("RGB" if channels == 3 else "L"))  # writable, for torch.from_numpy
-    except TorchSRError as e:
-        raise DatasetError(str(e)) from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DatasetError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
     return arr if channels == 3 else arr[:, :, None]
+
+
+def _png16_colour(path: Path) -> np.ndarray | None:
+    """A 16-bit colour PNG's upright uint16 pixels, or None where its 16-bit reader declines (interlaced
+    or animated files), which Pillow then reads at 8 bits."""
+    from torch_sr.inference.image_io import read_image
+
+    try:
+        return read_image(path).array.astype(np.float64)
+    except TorchSRError:
+        return None

@@ -7,13 +7,14 @@ Outside the loop (a dataset download, say) a signal stops the run at once.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-class StoppedOutsideTheLoop(Exception):
+class StoppedOutsideTheLoop(BaseException):  # like KeyboardInterrupt: no `except Exception` may swallow it
     """A signal while no iteration is under way (reading or downloading data, building networks):
     there is nothing to finish, so the run stops at once; its last checkpoint, if any, stays."""
 
@@ -64,7 +65,12 @@ def stop_on_signals() -> Iterator[StopRequest]:
         yield stop
         return
 
+    owner = os.getpid()
+
     def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:  # a DataLoader worker forked while this was installed: the main process decides
+            stop.signum = signum
+            return
         if stop.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.signum = signum
