@@ -127,12 +127,11 @@ def test_a_step_ending_in_argparse_is_a_step_status_not_the_recipes(tmp_path, mo
     assert (tmp_path / "x2.pth").is_file()
 
 
-def test_a_stage_stopped_by_design_trains_its_iterations_over_interrupted_runs(tmp_path, monkeypatch, capsys):
-    """`--stop-after N` in a recipe means N iterations in all: a run interrupted after 2 of 4 trains 2 more."""
+def stopped_after_two(tmp_path, monkeypatch) -> Path:
+    """A 10-iteration stage in `out/`, stopped after 2 (as a signal would stop it); its checkpoint."""
     from trainer_fixtures import make_images, write_config
 
     from torch_sr.cli import train
-    from torch_sr.training.checkpointing import read_checkpoint
 
     monkeypatch.chdir(tmp_path)
     make_images(tmp_path / "train", 4, (32, 32))
@@ -140,12 +139,19 @@ def test_a_stage_stopped_by_design_trains_its_iterations_over_interrupted_runs(t
     write_config(tmp_path / "a.json", {"scale_factor": 4, "batch_size": 2, "training": {"enabled": False},
                                        "data": {"num_workers": 0}, "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 2},
                                        "logging": {"tensorboard": False}, "pretraining": stage})  # fmt: skip
-    assert train.main(["a.json", "--output-dir", "out", "--stop-after", "2"]) == 0  # as if stopped by a signal at 2
+    assert train.main(["a.json", "--output-dir", "out", "--stop-after", "2"]) == 0
+    return next((tmp_path / "out").glob("*_checkpoint.pth"))
+
+
+def test_a_stage_stopped_by_design_trains_its_iterations_over_interrupted_runs(tmp_path, monkeypatch, capsys):
+    """`--stop-after N` in a recipe means N iterations in all: a run interrupted after 2 of 4 trains 2 more."""
+    from torch_sr.training.checkpointing import read_checkpoint
+
+    newest = stopped_after_two(tmp_path, monkeypatch)
     step = ["train", "a.json", "--output-dir", "out", "--stop-after", "4"]
     (tmp_path / "r.json").write_text(json.dumps({"steps": [step]}))
     assert main(["r.json"]) == 0
-    checkpoint = read_checkpoint(next((tmp_path / "out").glob("*_checkpoint.pth")))
-    assert checkpoint["training"]["iteration"] == 4
+    assert read_checkpoint(newest)["training"]["iteration"] == 4
     capsys.readouterr()
     assert main(["r.json"]) == 0
     assert "stopped by design after 4 iterations, and its checkpoint exists: kept" in capsys.readouterr().out
@@ -165,19 +171,9 @@ def test_a_step_stopped_by_a_signal_ends_the_recipe_with_its_status(tmp_path, mo
 
 
 def test_a_damaged_newest_checkpoint_is_passed_over_as_train_py_does(tmp_path, monkeypatch, capsys):
-    from trainer_fixtures import make_images, write_config
-
-    from torch_sr.cli import train
     from torch_sr.training.checkpointing import read_checkpoint
 
-    monkeypatch.chdir(tmp_path)
-    make_images(tmp_path / "train", 4, (32, 32))
-    stage = {"num_iterations": 10, "cr_patch_size": [16, 16], "train_datasets": ["train"], "val_datasets": []}
-    write_config(tmp_path / "a.json", {"scale_factor": 4, "batch_size": 2, "training": {"enabled": False},
-                                       "data": {"num_workers": 0}, "generator": {"arch": "srvgg", "num_feat": 8, "num_conv": 2},
-                                       "logging": {"tensorboard": False}, "pretraining": stage})  # fmt: skip
-    assert train.main(["a.json", "--output-dir", "out", "--stop-after", "2"]) == 0
-    newest = next((tmp_path / "out").glob("*_checkpoint.pth"))
+    newest = stopped_after_two(tmp_path, monkeypatch)
     newest.with_name(newest.name.replace("_checkpoint.pth", "_checkpoint.previous.pth")).write_bytes(newest.read_bytes())
     newest.write_bytes(b"garbage")  # a write cut short
     (tmp_path / "r.json").write_text(json.dumps({"steps": [["train", "a.json", "--output-dir", "out", "--stop-after", "4"]]}))
