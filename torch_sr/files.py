@@ -106,7 +106,9 @@ def check_output_file(path: str | os.PathLike, option: str = "") -> None:
 
 
 def refuse_existing(path: str | os.PathLike) -> None:
-    """Raise a `CheckpointError` if `path` exists: tools that derive a new model file never replace one."""
+    """Refuse, before any work, a path no file can be written at (`check_output_file`), and raise a
+    `CheckpointError` if `path` exists: tools that derive a new model file never replace one."""
+    check_output_file(path)
     if os.path.exists(path):
         raise CheckpointError(f"{path} exists; choose a new file name (model files are never overwritten)")
 

@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--fp16 is the precision of the ONNX file: give --onnx FILE (OUTPUT is float16 already)")
     import torch
 
-    from torch_sr.files import check_output_file, refuse_existing
+    from torch_sr.files import refuse_existing
     from torch_sr.model_files.model_file import read_model_file
     from torch_sr.weights import resolve_model
     from torch_sr.model_files.export import export_model
@@ -73,8 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise TorchSRError(f"{args.output}: given as both OUTPUT and --onnx; choose two file names")
     for path in (args.output, args.onnx):
         if path is not None:
-            check_output_file(path)  # before any work, for both files
-            refuse_existing(path)
+            refuse_existing(path)  # before any work, for both files
     if args.output is not None:
         mf = export_model(source, args.output, prefer_ema=not args.raw, half=not args.float32)
         n = sum(v.numel() for v in mf.state_dict.values())

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 @reports_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from torch_sr.files import check_output_file, refuse_existing
+    from torch_sr.files import refuse_existing
     from torch_sr.interpolation import interpolate_models
     from torch_sr.model_files.model_file import read_model_file, save_model_file
 
@@ -47,7 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = {args.psnr_model_path.resolve(), args.esrgan_model_path.resolve()}
     if args.out.resolve() in inputs:
         raise ConfigError(f"{args.out}: the output would overwrite an input model; choose another path")
-    check_output_file(args.out)
     refuse_existing(args.out)
     a, b = read_model_file(args.psnr_model_path), read_model_file(args.esrgan_model_path)
     mixed = interpolate_models(a, b, args.alpha)
