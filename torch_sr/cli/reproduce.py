@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from torch_sr.cli.common import (
-    ArgumentParser, EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, HelpFormatter, exit_status_epilog,
-    reports_errors,
+    ArgumentParser, EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, HelpFormatter,
+    exit_status_epilog, reports_errors,
 )  # fmt: skip
 from torch_sr.errors import TorchSRError
 
@@ -33,7 +33,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "interpolate": ("python net_interpolation.py", "torch_sr.cli.net_interpolation"),
     "test": ("python test.py", "torch_sr.cli.test"),
 }
-STOPPED = (EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, 143)  # Ctrl-C or SIGTERM (after a checkpoint), or our reader gone
+STOPPED = (EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED)  # Ctrl-C or SIGTERM (after a checkpoint), or our reader gone
 WRITES = ("deepen", "export")  # steps whose second argument is the file they write (interpolate: its last)
 
 
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                 EXIT_OK: "every step done",
                 EXIT_ERROR: "an error: one line on stderr says which step and why",
                 EXIT_INTERRUPTED: "interrupted (Ctrl-C; a training step first writes a checkpoint): run it again to continue",
-                143: "a training step stopped by SIGTERM, with a checkpoint: run it again to continue",
+                EXIT_TERMINATED: "a training step stopped by SIGTERM, with a checkpoint: run it again to continue",
             }
         ),
     )

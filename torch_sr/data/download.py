@@ -201,14 +201,9 @@ def extract(archive: Archive, path: Path, root: Path) -> None:
         try:
             _check_members(path, archive)
             _extract_all(path, tmp)
-        except OSError as e:
-            if e.errno in UNWRITABLE:
+        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError) as e:
+            if isinstance(e, OSError) and e.errno in UNWRITABLE:  # the disk, not the archive
                 raise _cannot_extract(path, root, e) from None
-            raise DatasetError(
-                f"{path} is not a complete {archive.filename} archive ({e}); delete it and run again to download "
-                f"it anew (from {archive.url})"
-            ) from None
-        except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, ValueError) as e:
             raise DatasetError(
                 f"{path} is not a complete {archive.filename} archive ({e}); delete it and run again to download "
                 f"it anew (from {archive.url})"

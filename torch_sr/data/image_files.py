@@ -116,17 +116,21 @@ def read_dataset_image(path: Path, channels: int = 3) -> np.ndarray:
             _check_mode(path, im.mode)
             wide = _png16_colour(path) if im.format == "PNG" and is_png16_colour(path) else None
             if wide is not None:  # Pillow would keep only the high bytes
-                im = Image.fromarray(np.clip(np.rint(wide[:, :, :3] / 257.0), 0, 255).astype(np.uint8))
+                im = Image.fromarray(_to_8_bits(wide[:, :, :3]))
             else:
                 im = ImageOps.exif_transpose(im)
                 im.load()
             if im.mode in ("I", "I;16", "I;16B", "I;16L"):
-                arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8))
+                im = Image.fromarray(_to_8_bits(np.asarray(im)))
             arr = np.array(im.convert("RGB" if channels == 3 else "L"))  # writable, for torch.from_numpy
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DatasetError(f"{path}: cannot decode image ({e}); replace or delete the file") from None
     return arr if channels == 3 else arr[:, :, None]
+
+
+def _to_8_bits(pixels: np.ndarray) -> np.ndarray:
+    """16-bit pixels rounded to 8 bits (v / 257), as the 16-bit grey and colour files are both read."""
+    return np.clip(np.rint(pixels / 257.0), 0, 255).astype(np.uint8)
 
 
 def _png16_colour(path: Path) -> np.ndarray | None:
@@ -135,6 +139,6 @@ def _png16_colour(path: Path) -> np.ndarray | None:
     from torch_sr.inference.image_io import read_image
 
     try:
-        return read_image(path).array.astype(np.float64)
+        return read_image(path).array
     except TorchSRError:
         return None

@@ -96,13 +96,13 @@ def _run_stages(session: Session, checkpoint: dict[str, Any] | None) -> list[Pat
     cfg = session.cfg
     stages = build_stages(cfg)
     first = _checkpoint_order(checkpoint) if checkpoint is not None else stages[0].order
-    _check_network_sizes(s for s in stages if s.order >= first)
-    if any(s.section.loss_weights.get("perceptual") for s in stages if s.order >= first):
+    todo = [s for s in stages if s.order >= first]
+    _check_network_sizes(todo)
+    if any(s.section.loss_weights.get("perceptual") for s in todo):
         check_perceptual_weights_file(cfg)
-    check_batch_split((s for s in stages if s.order >= first), session.ctx.world_size)
+    check_batch_split(todo, session.ctx.world_size)
     carried = _init_weights(cfg) if checkpoint is None else None
     step_offset, finals = 0, []
-    todo = [s for s in stages if s.order >= first]
     for stage in todo:
         resume = checkpoint if stage.order == first else None
         state, objective, train_set, val_sets = prepare_stage(session, stage, resume, carried, step_offset)
